@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+// Installs everything mongo-capsule and its test suite need, on a fresh machine, in one command.
+// Plain Node on purpose: it runs before node_modules exists. Each later step lives in scripts/setup/<step>.mjs.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// Order matters: system packages first, then what builds on them.
+const STEPS = ['system-packages', 'native', 'ferretdb', 'libmongocrypt'];
+
+const args = new Set(process.argv.slice(2));
+if (args.has('--help')) {
+  console.log(`Usage: npm run setup [-- --only <step>] [--skip <step>]
+
+Installs npm dependencies, then runs these steps (each is cached under the cache directory and is
+quick on a warm machine): ${STEPS.join(', ')}.
+
+Environment:
+  MONGO_CAPSULE_CACHE   cache directory (default: $XDG_CACHE_HOME/mongo-capsule or ~/.cache/mongo-capsule)
+  CI=true               never prompt; install system packages with apt-get when running as root`);
+  process.exit(0);
+}
+
+function flagValues(name) {
+  const argv = process.argv.slice(2);
+  return argv.flatMap((a, i) => (a === name && argv[i + 1] ? [argv[i + 1]] : []));
+}
+const only = flagValues('--only');
+const skip = flagValues('--skip');
+
+const cacheDir =
+  process.env.MONGO_CAPSULE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
+
+const ctx = {
+  root: ROOT,
+  cacheDir,
+  ci: process.env.CI === 'true',
+  log: (msg) => console.log(`  ${msg}`),
+  warn: (msg) => console.warn(`  warning: ${msg}`),
+};
+
+function run(cmd, argv, opts = {}) {
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: ROOT, ...opts });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${argv.join(' ')} failed with exit code ${r.status ?? r.signal}`);
+  }
+}
+
+const failures = [];
+const started = Date.now();
+
+if (only.length === 0 || only.includes('npm')) {
+  console.log('• npm dependencies');
+  // npm ci when a lockfile exists keeps installs reproducible; the optional CSFLE addon may fail to
+  // download its prebuilt binary offline, which npm tolerates; the libmongocrypt step builds it.
+  run('npm', [existsSync(join(ROOT, 'package-lock.json')) ? 'ci' : 'install', '--no-audit', '--no-fund']);
+}
+
+for (const step of STEPS) {
+  if (only.length > 0 && !only.includes(step)) continue;
+  if (skip.includes(step)) continue;
+  const file = join(ROOT, 'scripts', 'setup', `${step}.mjs`);
+  if (!existsSync(file)) continue;
+  console.log(`• ${step}`);
+  const t0 = Date.now();
+  try {
+    const mod = await import(pathToFileURL(file).href);
+    await mod.default(ctx);
+    ctx.log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    failures.push(step);
+    console.error(`  failed: ${e?.message ?? e}`);
+  }
+}
+
+console.log(`setup finished in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+if (failures.length > 0) {
+  console.error(`setup: ${failures.length} step(s) failed: ${failures.join(', ')}`);
+  console.error('The tests that need them will be skipped with the reason printed. Fix the step above and rerun `npm run setup`.');
+  process.exit(1);
+}
