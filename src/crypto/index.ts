@@ -1,0 +1,5 @@
+/** The crypto core: pure functions, no I/O. Importing it registers every KEM suite. */
+import './ml-kem.ts';
+export * from './kem.ts';
+export * from './identity.ts';
+export * from './capsule.ts';
