@@ -20,6 +20,11 @@ export type ErrorCode =
   | 'KEYCHAIN_ACCESS_DENIED'
   | 'ALREADY_INITIALIZED'
   | 'NOT_INITIALIZED'
+  | 'KEYCHAIN_ENTRY_CORRUPT'
+  | 'KEYCHAIN_READ_ONLY'
+  | 'MIGRATION_VERIFY_FAILED'
+  | 'LEGACY_KEY_UNSUPPORTED'
+  | 'INSECURE_FILE_PERMISSIONS'
   // files and CLI
   | 'FILE_EXISTS'
   | 'FILE_NOT_FOUND'
@@ -138,8 +143,8 @@ export class FileExistsError extends MongoCapsuleError {
 }
 
 export class FileNotFoundError extends MongoCapsuleError {
-  constructor(path: string, hint?: string) {
-    super('FILE_NOT_FOUND', `file not found: ${path}`, hint === undefined ? {} : { hint });
+  constructor(path: string, hint = 'check the path (relative paths are resolved from the current directory)') {
+    super('FILE_NOT_FOUND', `file not found: ${path}`, { hint });
   }
 }
 
@@ -151,4 +156,147 @@ export class UsageError extends MongoCapsuleError {
 
 export function isMongoCapsuleError(e: unknown): e is MongoCapsuleError {
   return e instanceof MongoCapsuleError;
+}
+
+// ---- keys: keychain and key manager ----
+
+/** No OS keychain can be reached (no Secret Service, no D-Bus session, no credential store). */
+export class KeychainUnavailableError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('KEYCHAIN_UNAVAILABLE', message, options);
+  }
+}
+
+/** The keychain exists but refused: locked, the unlock prompt was dismissed, or the user denied access. */
+export class KeychainAccessDeniedError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('KEYCHAIN_ACCESS_DENIED', message, options);
+  }
+}
+
+export class AlreadyInitializedError extends MongoCapsuleError {
+  constructor(name: string, options: MongoCapsuleErrorOptions = {}) {
+    super('ALREADY_INITIALIZED', `identity ${JSON.stringify(name)} already exists in the keychain`, {
+      hint: `use it as it is, pick another --name, or rotate it with \`mongo-capsule keys rotate --name ${name}\``,
+      ...options,
+    });
+  }
+}
+
+export class NotInitializedError extends MongoCapsuleError {
+  constructor(name: string, options: MongoCapsuleErrorOptions = {}) {
+    super('NOT_INITIALIZED', `identity ${JSON.stringify(name)} is not in the keychain`, {
+      hint: `create it with \`mongo-capsule init --name ${name} --pub-out ${name}.pub.json\`, or import an old key file with \`mongo-capsule keys migrate --from <file>\``,
+      ...options,
+    });
+  }
+}
+
+/** A keychain entry exists but does not hold what mongo-capsule wrote (damaged, partial, or foreign). */
+export class KeychainEntryCorruptError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('KEYCHAIN_ENTRY_CORRUPT', message, options);
+  }
+}
+
+/** The secret source is read-only (for example the identity comes from an environment variable). */
+export class KeychainReadOnlyError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('KEYCHAIN_READ_ONLY', message, options);
+  }
+}
+
+/** What the keychain returned after a migration differs from the file: the file is kept. */
+export class MigrationVerifyError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('MIGRATION_VERIFY_FAILED', message, options);
+  }
+}
+
+/** A legacy key file that cannot be turned into an identity (the file is left untouched). */
+export class LegacyKeyUnsupportedError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('LEGACY_KEY_UNSUPPORTED', message, options);
+  }
+}
+
+/** A file holding secret material is readable by other users, or is not a plain regular file. */
+export class InsecureFilePermissionsError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('INSECURE_FILE_PERMISSIONS', message, options);
+  }
+}
+
+// ---- mongo: servers, capsule store, CSFLE ----
+
+/** No server answered within the selection timeout (wrong host or port, server down, network, TLS). */
+export class MongoUnreachableError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('MONGO_UNREACHABLE', message, {
+      hint: 'check the host, port and network (is the server running? is the port published?); `mongo-capsule doctor` tells what works',
+      ...options,
+    });
+  }
+}
+
+/** The server rejected the credentials, or the user lacks a role the operation needs. */
+export class MongoAuthError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('MONGO_AUTH', message, {
+      hint: 'check the user name, password and authSource of the connection string, and the roles of that user',
+      ...options,
+    });
+  }
+}
+
+/** A server command failed for a reason other than reachability or authentication. */
+export class MongoCommandError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('MONGO_COMMAND', message, options);
+  }
+}
+
+export class CapsuleNotFoundError extends MongoCapsuleError {
+  constructor(name: string, where: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_NOT_FOUND', `no capsule named ${JSON.stringify(name)} in ${where}`, {
+      hint: 'seed one with `mongo-capsule seed --uri <uri> --pub <file>`, or check --name and the database',
+      ...options,
+    });
+  }
+}
+
+/** The stored capsule changed under us (another rotation won the compare-and-swap, or one is in progress). */
+export class CapsuleConflictError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_CONFLICT', message, {
+      hint: 'another process changed the capsule; load it again and retry (a pending CMK rotation is finished by `mongo-capsule rotate-cmk`)',
+      ...options,
+    });
+  }
+}
+
+/** The CSFLE addon (mongodb-client-encryption over libmongocrypt) cannot be loaded. */
+export class CsfleUnavailableError extends MongoCapsuleError {
+  constructor(message = 'client-side field level encryption is unavailable: mongodb-client-encryption cannot be loaded', options: MongoCapsuleErrorOptions = {}) {
+    super('CSFLE_UNAVAILABLE', message, {
+      hint: 'run `npm run setup` (it builds mongodb-client-encryption against libmongocrypt), then try again',
+      ...options,
+    });
+  }
+}
+
+/** Something we waited for did not happen in time; the message says what and for how long. */
+export class OperationTimeoutError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('TIMEOUT', message, options);
+  }
+}
+
+// ---- infra: the Pulumi program ----
+
+/** A stack configuration value (`mongo-capsule:<key>`) is malformed, out of range, or inconsistent. */
+export class ConfigInvalidError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CONFIG_INVALID', message, options);
+  }
 }

@@ -165,10 +165,10 @@ const unwrap: Command = {
     const input = required('unwrap', values, 'in');
     const out = required('unwrap', values, 'out');
     const signers = await Promise.all((values.verify ?? []).map(loadPublicIdentityFile));
-    const capsule = await readInput(input, io);
     const secret = await resolveSecret('unwrap', values, io);
     let cmk: Uint8Array | undefined;
     try {
+      const capsule = await readInput(input, io);
       cmk = unwrapKey(capsule, secret, { signers, requireSignature: values['require-signature'] === true });
       await writeOutput(out, cmk, io, { mode: 0o600, secret: true });
       return 0;

@@ -112,7 +112,9 @@ export async function writeOutput(
     if (options.secret && (io.stdout as NodeJS.WriteStream).isTTY) {
       throw new UsageError('refusing to print secret key material to a terminal', 'redirect the output to a file or a pipe, or use --out <file>');
     }
-    await new Promise<void>((resolve, reject) => io.stdout.write(data, (err) => (err ? reject(err) : resolve())));
+    // The stream may hold on to the chunk after the callback; hand it a copy so the caller can wipe its own.
+    const chunk = typeof data === 'string' ? data : Buffer.from(data);
+    await new Promise<void>((resolve, reject) => io.stdout.write(chunk, (err) => (err ? reject(err) : resolve())));
     return;
   }
   await writeFileAtomic(path, data, options);

@@ -191,14 +191,16 @@ export function encodePublicIdentity(id: PublicIdentity): string {
 /** Parse and check a public identity: every field present and known, lengths right, kids matching the keys. */
 export function decodePublicIdentity(text: string | Uint8Array): PublicIdentity {
   const op = 'decodePublicIdentity';
-  const doc = expectObject(op, 'identity', parseJson(op, text), ['format', 'version', 'name', 'suite', 'kid', 'publicKey', 'signer']);
-  if (doc.format !== PUBLIC_FORMAT) {
+  const json = parseJson(op, text);
+  const format = (json as { format?: unknown } | null)?.format;
+  if (format !== PUBLIC_FORMAT) {
     throw new IdentityFormatError(
-      doc.format === SECRET_FORMAT
+      format === SECRET_FORMAT
         ? `${op}: this is a secret identity file, not a public one`
-        : `${op}: not a mongo-capsule public identity (format ${JSON.stringify(doc.format)})`,
+        : `${op}: not a mongo-capsule public identity (format ${JSON.stringify(format)})`,
     );
   }
+  const doc = expectObject(op, 'identity', json, ['format', 'version', 'name', 'suite', 'kid', 'publicKey', 'signer']);
   if (doc.version !== 1) throw new IdentityFormatError(`${op}: unsupported version ${JSON.stringify(doc.version)}`);
   checkIdentityName(op, doc.name);
   const suiteId = checkSuite(op, doc.suite);
@@ -237,14 +239,16 @@ export function encodeSecretIdentity(id: SecretIdentity): string {
 /** Parse a secret identity and re-derive its keys; the stored kids must match the derived keys. */
 export function decodeSecretIdentity(text: string | Uint8Array): SecretIdentity {
   const op = 'decodeSecretIdentity';
-  const doc = expectObject(op, 'identity', parseJson(op, text), ['format', 'version', 'name', 'suite', 'kid', 'kem', 'signer']);
-  if (doc.format !== SECRET_FORMAT) {
+  const json = parseJson(op, text);
+  const format = (json as { format?: unknown } | null)?.format;
+  if (format !== SECRET_FORMAT) {
     throw new IdentityFormatError(
-      doc.format === PUBLIC_FORMAT
+      format === PUBLIC_FORMAT
         ? `${op}: this is a public identity file; the secret keys are in the keychain or the --secret-out file`
-        : `${op}: not a mongo-capsule secret identity (format ${JSON.stringify(doc.format)})`,
+        : `${op}: not a mongo-capsule secret identity (format ${JSON.stringify(format)})`,
     );
   }
+  const doc = expectObject(op, 'identity', json, ['format', 'version', 'name', 'suite', 'kid', 'kem', 'signer']);
   if (doc.version !== 1) throw new IdentityFormatError(`${op}: unsupported version ${JSON.stringify(doc.version)}`);
   checkIdentityName(op, doc.name);
   const suiteId = checkSuite(op, doc.suite);

@@ -1,0 +1,55 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { generateIdentity, parseCapsule, unwrapKey } from '../../src/crypto/index.ts';
+import { buildVector, pattern, VECTOR_SPECS, type CapsuleVector } from '../support/capsule-vectors.ts';
+
+const file = JSON.parse(readFileSync(new URL('../../docs/capsule-v1-vectors.json', import.meta.url), 'utf8')) as {
+  vectors: CapsuleVector[];
+};
+const spec = readFileSync(new URL('../../docs/capsule-format.md', import.meta.url), 'utf8');
+
+describe('capsule v1 test vectors (docs/capsule-v1-vectors.json)', () => {
+  it('cover every spec', () => {
+    expect(file.vectors.map((v) => `${v.suite}/${v.signed}`)).toEqual(VECTOR_SPECS.map((s) => `${s.suite}/${s.signed}`));
+  });
+
+  for (const stored of file.vectors) {
+    describe(`${stored.suite}${stored.signed ? ' signed' : ''}`, () => {
+      it('regenerating from the fixed inputs gives the same bytes and intermediates', () => {
+        const spec = VECTOR_SPECS.find((s) => s.name === stored.name)!;
+        expect(buildVector(spec)).toEqual(stored);
+      });
+
+      it('the stored capsule opens to the stored key', () => {
+        const id = generateIdentity(stored.suite, {
+          kemSeed: Buffer.from(stored.kemSeed, 'hex'),
+          signerSeed: Buffer.from(stored.signerSeed, 'hex'),
+        });
+        expect(id.kid).toBe(stored.kid);
+        const capsule = new Uint8Array(Buffer.from(stored.capsule, 'hex'));
+        const header = parseCapsule(capsule).header;
+        expect(header.createdAt.toISOString()).toBe(stored.createdAt);
+        expect(Buffer.from(unwrapKey(capsule, id, { requireSignature: stored.signed })).toString('hex')).toBe(stored.cmk);
+        expect(stored.cmk).toBe(Buffer.from(pattern(96, 0xc0)).toString('hex'));
+      });
+    });
+  }
+});
+
+describe('docs/capsule-format.md', () => {
+  it('shows the header of the first vector byte for byte', () => {
+    const v = file.vectors[0]!;
+    const block = /<!-- vector-header:start -->([\s\S]*?)<!-- vector-header:end -->/.exec(spec);
+    expect(block, 'the worked example block is missing from the document').not.toBeNull();
+    const hexInDoc = [...block![1]!.matchAll(/^\s*\|\s*\d+\s*\|\s*\d+\s*\|[^|]*\|\s*`([0-9a-f]+)`/gm)].map((m) => m[1]).join('');
+    const headerLen = hexInDoc.length / 2;
+    expect(headerLen).toBeGreaterThan(30);
+    expect(hexInDoc).toBe(v.capsule.slice(0, headerLen * 2));
+  });
+
+  it('states the constants the code uses', () => {
+    for (const constant of ['mongo-capsule/v1', 'mongo-capsule/v1/cmk', 'mongo-capsule/kid/v1', '4d434150', '4627']) {
+      expect(spec).toContain(constant);
+    }
+  });
+});
