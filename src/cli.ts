@@ -6,9 +6,11 @@
 import { isMongoCapsuleError, UsageError } from './errors.ts';
 import type { CliIO, Command } from './cli/types.ts';
 import { cryptoCommands } from './cli/crypto-commands.ts';
+import { keysCommands } from './cli/keys-commands.ts';
 
 const COMMANDS: Record<string, Command> = {
   ...cryptoCommands,
+  ...keysCommands,
 };
 
 function helpText(): string {

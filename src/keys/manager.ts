@@ -1,0 +1,521 @@
+/**
+ * The key manager: the lifecycle of secret identities in a keychain.
+ *
+ * - initialize / isInitialized / delete / getPublicIdentity, as in the original master-key design.
+ * - getSecretIdentity keeps decoded identities in memory for `cacheTtlMs` (absolute, counted from the
+ *   keychain read, so another process's rotation or deletion is noticed within one TTL); expired and
+ *   cleared entries are zeroized. Expiry is checked against the injectable clock on every access, and an
+ *   unref'd real-time timer zeroizes an entry nobody touches again.
+ * - unwrap opens a capsule with whichever slot of the identity holds the capsule's kid, so applications keep
+ *   working while a rotation is half done.
+ * - rotate replaces "regenerate" (which destroyed the only key): a new identity goes to a pending slot, every
+ *   capsule sealed for the old key is re-sealed for the new one (compare-and-swap), the new key is promoted
+ *   and only then is the old key removed. See `rotate` for the slots and the invariant.
+ */
+import {
+  checkIdentityName,
+  decodeSecretIdentity,
+  DEFAULT_SUITE,
+  encodeSecretIdentity,
+  generateIdentity,
+  parseCapsule,
+  toPublicIdentity,
+  unwrapKey,
+  wipeSecretIdentity,
+  wrapKey,
+  type CapsuleHeader,
+  type PublicIdentity,
+  type SecretIdentity,
+} from '../crypto/index.ts';
+import {
+  AlreadyInitializedError,
+  CapsuleAuthError,
+  CapsuleFormatError,
+  InvalidArgumentError,
+  KeychainEntryCorruptError,
+  MongoCapsuleError,
+  NotInitializedError,
+  isMongoCapsuleError,
+} from '../errors.ts';
+import type { CapsuleRepository } from './capsule-repository.ts';
+import { equalBytes, OsKeychain, type Keychain } from './keychain.ts';
+
+/** Milliseconds since the epoch; injectable so tests can move time. */
+export type Clock = () => number;
+
+export const DEFAULT_CACHE_TTL_MS = 5 * 60_000;
+
+export interface KeyManagerOptions {
+  /** Where identities live (default: the OS keychain, service `mongo-capsule`). */
+  keychain?: Keychain;
+  /** How long a decoded identity stays in memory after a keychain read; 0 disables the cache. Default 5 min. */
+  cacheTtlMs?: number;
+  /** Clock for cache expiry and for the creation time of re-sealed capsules (default `Date.now`). */
+  now?: Clock;
+}
+
+/**
+ * Keychain slots of one identity. `active` is the identity everyone uses; `next` holds the new identity while
+ * a rotation re-seals capsules; `prev` holds the old one from promotion until it is retired.
+ */
+export type Slot = 'active' | 'next' | 'prev';
+const SLOTS: readonly Slot[] = ['active', 'next', 'prev'];
+
+/** The keychain account of a slot: `<name>`, `<name>~next`, `<name>~prev` ('~' never occurs in names). */
+export function slotAccount(name: string, slot: Slot): string {
+  return slot === 'active' ? name : `${name}~${slot}`;
+}
+
+export interface UnwrapWithManagerOptions {
+  /** Signer keys trusted besides the identity itself (whose own signer key is always trusted). */
+  signers?: readonly PublicIdentity[];
+  /** Reject unsigned capsules. */
+  requireSignature?: boolean;
+}
+
+export interface RotateOptions {
+  /** Suite of the new KEM key (default: the old identity's). Ignored when resuming a started rotation. */
+  suite?: string;
+  /** Signers trusted when opening capsules besides the old and new identity (for capsules others sealed). */
+  signers?: readonly PublicIdentity[];
+  /** How often to re-list a repository whose capsules keep changing under us (default 5). */
+  maxAttempts?: number;
+}
+
+export interface RotationReport {
+  name: string;
+  oldKid: string | null;
+  newKid: string;
+  /** True when this call continued a rotation that an earlier call started. */
+  resumed: boolean;
+  /** A slot left damaged by an interrupted keychain write, whose key was held elsewhere or never used. */
+  discardedDamagedSlot: Slot | null;
+  /** Capsules re-sealed by this call, as `<repository>: <capsule>`. */
+  rewrapped: string[];
+  /** Capsules sealed for the new key when the rotation finished (those re-sealed now included). */
+  current: number;
+  /** Capsules sealed for other keys (other identities): left alone. */
+  untouched: number;
+  /** The new public identity (write it to `<name>.pub.json` so new capsules are sealed for it). */
+  publicIdentity: PublicIdentity;
+}
+
+export interface KeyStatus {
+  name: string;
+  initialized: boolean;
+  suite: string | null;
+  kid: string | null;
+  signerKid: string | null;
+  /** A rotation was interrupted: `keys rotate` finishes it. */
+  rotationPending: boolean;
+  slots: Record<Slot, string | null>;
+}
+
+interface CacheEntry {
+  identity: SecretIdentity;
+  expiresAt: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+export class KeyManager {
+  readonly keychain: Keychain;
+  readonly cacheTtlMs: number;
+  readonly #now: Clock;
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #loading = new Map<string, Promise<SecretIdentity | undefined>>();
+
+  constructor(options: KeyManagerOptions = {}) {
+    this.keychain = options.keychain ?? new OsKeychain();
+    this.cacheTtlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
+    // The upper bound is what a Node timer can represent (about 24.8 days); longer delays would fire at once.
+    if (!Number.isInteger(this.cacheTtlMs) || this.cacheTtlMs < 0 || this.cacheTtlMs > 2 ** 31 - 1) {
+      throw new InvalidArgumentError('KeyManager: cacheTtlMs must be an integer from 0 to 2147483647');
+    }
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Create identity `name` (KEM key pair of `suite` + ML-DSA-87 signing key pair) and store its secret half
+   * in the keychain. Refuses when the name is already taken, including by an unfinished rotation.
+   * @example
+   * const pub = await new KeyManager().initialize('default');
+   * await writeFile('default.pub.json', encodePublicIdentity(pub));
+   */
+  async initialize(name = 'default', suite: string = DEFAULT_SUITE): Promise<PublicIdentity> {
+    checkIdentityName('initialize', name);
+    for (const slot of SLOTS) {
+      if (await this.keychain.exists(slotAccount(name, slot))) {
+        throw new AlreadyInitializedError(name, slot === 'active' ? {} : { hint: `a rotation of ${name} is unfinished: run \`mongo-capsule keys rotate --name ${name}\` to finish it` });
+      }
+    }
+    const identity = generateIdentity(suite, { name });
+    try {
+      await this.#storeVerified(slotAccount(name, 'active'), identity);
+      return toPublicIdentity(identity);
+    } finally {
+      wipeSecretIdentity(identity);
+    }
+  }
+
+  async isInitialized(name = 'default'): Promise<boolean> {
+    checkIdentityName('isInitialized', name);
+    return this.keychain.exists(slotAccount(name, 'active'));
+  }
+
+  /**
+   * The secret identity, from the cache or the keychain. The object is borrowed from the cache: do not wipe
+   * it and do not keep it; it is zeroized when its cache entry expires, on `clearCache`, `delete` and `rotate`.
+   * Callers that need an identity of their own use `loadSecretIdentity` (secret-source.ts).
+   */
+  async getSecretIdentity(name = 'default'): Promise<SecretIdentity> {
+    checkIdentityName('getSecretIdentity', name);
+    const id = await this.#cached(name, 'active');
+    if (id === undefined) throw new NotInitializedError(name);
+    return id;
+  }
+
+  async getPublicIdentity(name = 'default'): Promise<PublicIdentity> {
+    return toPublicIdentity(await this.getSecretIdentity(name));
+  }
+
+  /** Zeroize and forget every cached identity. */
+  clearCache(): void {
+    for (const account of [...this.#cache.keys()]) this.#evict(account);
+  }
+
+  /**
+   * Remove identity `name` from the keychain, every slot of it. Capsules sealed only for it become
+   * unreadable: the CLI asks for `--yes`. Throws NotInitializedError when there was nothing to delete.
+   */
+  async delete(name = 'default'): Promise<void> {
+    checkIdentityName('delete', name);
+    let removed = false;
+    for (const slot of SLOTS) {
+      const account = slotAccount(name, slot);
+      this.#evict(account);
+      if (await this.keychain.delete(account)) removed = true;
+    }
+    if (!removed) throw new NotInitializedError(name);
+  }
+
+  /** Non-secret facts about identity `name` for `keys status`. */
+  async status(name = 'default'): Promise<KeyStatus> {
+    checkIdentityName('status', name);
+    const slots = { active: null, next: null, prev: null } as Record<Slot, string | null>;
+    let active: PublicIdentity | undefined;
+    for (const slot of SLOTS) {
+      const id = await this.#read(slotAccount(name, slot), name);
+      if (id === undefined) continue;
+      slots[slot] = id.kid;
+      if (slot === 'active') active = toPublicIdentity(id);
+      wipeSecretIdentity(id);
+    }
+    return {
+      name,
+      initialized: active !== undefined,
+      suite: active?.suite ?? null,
+      kid: active?.kid ?? null,
+      signerKid: active?.signer.kid ?? null,
+      rotationPending: slots.next !== null || slots.prev !== null,
+      slots,
+    };
+  }
+
+  /**
+   * Verify and open a capsule with identity `name`; returns the 96-byte CMK (wipe it when done).
+   * The slot whose kid the capsule names is used, so capsules already re-sealed by a running rotation open
+   * too. The identity's own signer key is trusted; pass `signers` to trust others as well.
+   * @example
+   * const cmk = await keys.unwrap(capsuleBytes, 'default');
+   * try { await openEncryptedClient(cmk); } finally { cmk.fill(0); }
+   */
+  async unwrap(capsule: Uint8Array, name = 'default', options: UnwrapWithManagerOptions = {}): Promise<Uint8Array> {
+    checkIdentityName('unwrap', name);
+    const { header } = parseCapsule(capsule);
+    const held: string[] = [];
+    let damaged: unknown;
+    for (const slot of SLOTS) {
+      let id: SecretIdentity | undefined;
+      try {
+        id = await this.#cached(name, slot);
+      } catch (e) {
+        // A slot torn by an interrupted rotation: the capsule may still be for a key another slot holds.
+        if (!(e instanceof KeychainEntryCorruptError)) throw e;
+        damaged ??= e;
+        continue;
+      }
+      if (id === undefined) {
+        if (slot === 'active' && damaged === undefined) throw new NotInitializedError(name);
+        continue;
+      }
+      if (id.kid === header.kid) {
+        return unwrapKey(capsule, id, {
+          ...(options.signers ? { signers: options.signers } : {}),
+          ...(options.requireSignature ? { requireSignature: true } : {}),
+        });
+      }
+      held.push(id.kid);
+    }
+    if (damaged !== undefined) throw damaged;
+    throw new CapsuleAuthError(
+      `capsule ${JSON.stringify(header.name)} is sealed for ${header.suite} key ${header.kid}, which identity ${JSON.stringify(name)} does not hold (it holds ${held.join(', ')})`,
+      { hint: 'unwrap with the identity the capsule was sealed for (`mongo-capsule inspect` shows its kid), or re-seal the capsule' },
+    );
+  }
+
+  /**
+   * Rotate the KEM and signing keys of identity `name` without ever losing access to a capsule.
+   *
+   * Slots: `active` (A, the current identity), `next` (P, the new one), `prev` (A again, kept during promotion).
+   *   1. generate P and store it in `next` (read back before going on);
+   *   2. for every capsule in `repositories` sealed for A: open it with A, seal the CMK for P (signed by P when
+   *      the original was signed), check that P opens it, compare-and-swap it in;
+   *   3. copy A to `prev`, write P to `active`, delete `next`;
+   *   4. sweep the repositories once more (capsules sealed for A meanwhile), then delete `prev`: A is retired.
+   * Invariant: every capsule is sealed for A or P, and from step 1 until A's capsules are gone, both A and P are
+   * in some slot. A crash at any point leaves a state that the next call recognises from the slots and finishes;
+   * such a call only finishes the interrupted rotation (`resumed: true`); call again to rotate again.
+   * Capsules not in `repositories` that are sealed for A become unreadable when A is retired.
+   */
+  async rotate(name: string, repositories: readonly CapsuleRepository[], options: RotateOptions = {}): Promise<RotationReport> {
+    checkIdentityName('rotate', name);
+    for (const slot of SLOTS) this.#evict(slotAccount(name, slot));
+    const owned: SecretIdentity[] = [];
+    const keep = (id: SecretIdentity | undefined) => {
+      if (id !== undefined) owned.push(id);
+      return id;
+    };
+    const report = { rewrapped: [] as string[], current: 0, untouched: 0 };
+    try {
+      const slot = async (which: Slot) => {
+        try {
+          return { id: keep(await this.#read(slotAccount(name, which), name)), damaged: false };
+        } catch (e) {
+          if (e instanceof KeychainEntryCorruptError) return { id: undefined, damaged: true, error: e };
+          throw e;
+        }
+      };
+      const a = await slot('active');
+      const n = await slot('next');
+      const p = await slot('prev');
+      // A crash in the middle of a keychain write can leave that one slot damaged. Each case below is a slot
+      // that was being written and whose key is held by another slot or was not yet used for any capsule.
+      let discardedDamagedSlot: Slot | null = null;
+      if (n.damaged && !p.damaged && p.id === undefined && a.id !== undefined) {
+        // Interrupted while storing the new key (step 1): it was read back before any capsule was sealed for it.
+        await this.keychain.delete(slotAccount(name, 'next'));
+        discardedDamagedSlot = 'next';
+      } else if (p.damaged && a.id !== undefined && n.id !== undefined && a.id.kid !== n.id.kid) {
+        // Interrupted while copying the old key to `prev` (step 3): `active` still holds it.
+        discardedDamagedSlot = 'prev';
+      } else if (a.damaged && n.id !== undefined && p.id !== undefined) {
+        // Interrupted while writing the new key to `active` (step 3): `next` and `prev` hold both keys.
+        discardedDamagedSlot = 'active';
+      } else {
+        for (const s of [a, n, p]) if (s.damaged) throw s.error!;
+      }
+      const next = n.id;
+      const prev = p.id;
+      const active = a.id;
+
+      let oldId: SecretIdentity | undefined;
+      let newId: SecretIdentity;
+      let resumed = true;
+      if (next === undefined && prev === undefined) {
+        if (active === undefined) throw new NotInitializedError(name);
+        oldId = active;
+        newId = keep(generateIdentity(options.suite ?? active.suite, { name }))!;
+        await this.#storeVerified(slotAccount(name, 'next'), newId);
+        resumed = false;
+      } else if (next !== undefined) {
+        newId = next;
+        if (active !== undefined && active.kid !== next.kid) {
+          oldId = active;
+          if (prev !== undefined && prev.kid !== active.kid) {
+            throw inconsistent(name, 'the retired-key slot holds a key that is neither the current nor the new one');
+          }
+        } else {
+          // Promotion started: `prev` must hold the old key (it is written before `active` is replaced).
+          if (prev === undefined) throw inconsistent(name, 'the new key was promoted but the old key was not kept');
+          oldId = prev;
+        }
+      } else {
+        if (active === undefined) throw inconsistent(name, 'only the retired-key slot is left');
+        oldId = prev;
+        newId = active;
+      }
+
+      const sweep = async () => {
+        report.current = 0;
+        report.untouched = 0;
+        for (const repo of repositories) await this.#rewrapRepository(repo, oldId, newId, options, report);
+      };
+      await sweep();
+      if (active === undefined || active.kid !== newId.kid) {
+        if (oldId !== undefined && (prev === undefined || prev.kid !== oldId.kid)) await this.#storeVerified(slotAccount(name, 'prev'), oldId);
+        await this.#storeVerified(slotAccount(name, 'active'), newId);
+      }
+      await this.keychain.delete(slotAccount(name, 'next'));
+      if (oldId !== undefined) await sweep();
+      await this.keychain.delete(slotAccount(name, 'prev'));
+      return {
+        name,
+        oldKid: oldId?.kid ?? null,
+        newKid: newId.kid,
+        resumed,
+        discardedDamagedSlot,
+        ...report,
+        publicIdentity: toPublicIdentity(newId),
+      };
+    } finally {
+      for (const id of owned) wipeSecretIdentity(id);
+      for (const slot of SLOTS) this.#evict(slotAccount(name, slot));
+    }
+  }
+
+  async #rewrapRepository(
+    repo: CapsuleRepository,
+    oldId: SecretIdentity | undefined,
+    newId: SecretIdentity,
+    options: RotateOptions,
+    report: { rewrapped: string[]; current: number; untouched: number },
+  ): Promise<void> {
+    const maxAttempts = options.maxAttempts ?? 5;
+    const trusted = [toPublicIdentity(newId), ...(options.signers ?? [])];
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      let conflicts = 0;
+      let current = 0;
+      let untouched = 0;
+      for (const stored of await repo.list()) {
+        let header: CapsuleHeader;
+        try {
+          header = parseCapsule(stored.bytes).header;
+        } catch (e) {
+          // Never retire a key while something that may be a capsule for it cannot be read.
+          throw isMongoCapsuleError(e) ? new CapsuleFormatError(`${repo.description}: capsule ${stored.name}: ${e.message}`, { cause: e }) : e;
+        }
+        if (header.kid === newId.kid) {
+          current++;
+          continue;
+        }
+        if (oldId === undefined || header.kid !== oldId.kid) {
+          untouched++;
+          continue;
+        }
+        const resealed = this.#reseal(stored.bytes, header, oldId, newId, trusted);
+        if (await repo.compareAndSwap(stored.name, stored.bytes, resealed)) {
+          report.rewrapped.push(`${repo.description}: ${stored.name}`);
+          current++;
+        } else {
+          conflicts++;
+        }
+      }
+      if (conflicts === 0) {
+        report.current += current;
+        report.untouched += untouched;
+        return;
+      }
+    }
+    throw new MongoCapsuleError('CAPSULE_CONFLICT', `${repo.description}: capsules kept changing during rotation (${maxAttempts} attempts)`, {
+      hint: 'stop other writers (seeding, another rotation) and rerun `mongo-capsule keys rotate`; nothing is lost, the rotation resumes',
+    });
+  }
+
+  #reseal(bytes: Uint8Array, header: CapsuleHeader, oldId: SecretIdentity, newId: SecretIdentity, trusted: PublicIdentity[]): Uint8Array {
+    const cmk = unwrapKey(bytes, oldId, { signers: trusted });
+    let check: Uint8Array | undefined;
+    try {
+      // Re-sign only what was signed: signing an unsigned capsule would vouch for a CMK nobody vouched for.
+      const resealed = wrapKey(cmk, newId, {
+        name: header.name,
+        createdAt: new Date(this.#now()),
+        ...(header.signed ? { signer: newId } : {}),
+      });
+      check = unwrapKey(resealed, newId);
+      if (!equalBytes(check, cmk)) throw new CapsuleAuthError('rotation: the re-sealed capsule does not open to the same key');
+      return resealed;
+    } finally {
+      cmk.fill(0);
+      check?.fill(0);
+    }
+  }
+
+  /** Decode the identity stored in `account`, or undefined when there is none. The caller owns (and wipes) it. */
+  async #read(account: string, name: string): Promise<SecretIdentity | undefined> {
+    const bytes = await this.keychain.retrieve(account);
+    if (bytes === undefined) return undefined;
+    let id: SecretIdentity;
+    try {
+      id = decodeSecretIdentity(bytes);
+    } catch (e) {
+      throw new KeychainEntryCorruptError(`keychain entry ${account} does not hold a valid secret identity`, {
+        hint: `restore it from a --secret-out backup with \`mongo-capsule keys migrate\`, or remove it with \`mongo-capsule keys delete --name ${name} --yes\``,
+        cause: e,
+      });
+    } finally {
+      bytes.fill(0);
+    }
+    if (id.name !== name) {
+      wipeSecretIdentity(id);
+      throw new KeychainEntryCorruptError(`keychain entry ${account} holds identity ${JSON.stringify(id.name)}, not ${JSON.stringify(name)}`);
+    }
+    return id;
+  }
+
+  /** Store and read back: a keychain that silently drops or alters a write must fail here, not later. */
+  async #storeVerified(account: string, identity: SecretIdentity): Promise<void> {
+    const encoded = new TextEncoder().encode(encodeSecretIdentity(identity));
+    let back: Uint8Array | undefined;
+    try {
+      await this.keychain.store(account, encoded);
+      back = await this.keychain.retrieve(account);
+      if (back === undefined || !equalBytes(back, encoded)) {
+        throw new KeychainEntryCorruptError(`keychain entry ${account} does not read back what was written`, {
+          hint: `the keychain (${this.keychain.description}) altered or dropped the value; nothing depends on it yet, rerun the command`,
+        });
+      }
+    } finally {
+      encoded.fill(0);
+      back?.fill(0);
+    }
+  }
+
+  async #cached(name: string, slot: Slot): Promise<SecretIdentity | undefined> {
+    const account = slotAccount(name, slot);
+    const hit = this.#cache.get(account);
+    if (hit !== undefined) {
+      if (this.#now() < hit.expiresAt) return hit.identity;
+      this.#evict(account);
+    }
+    const inFlight = this.#loading.get(account);
+    if (inFlight !== undefined) return inFlight;
+    const load = (async () => {
+      const id = await this.#read(account, name);
+      if (id === undefined) return id;
+      const timer = setTimeout(() => this.#evict(account, id), this.cacheTtlMs);
+      timer.unref?.();
+      this.#cache.set(account, { identity: id, expiresAt: this.#now() + this.cacheTtlMs, timer });
+      return id;
+    })();
+    this.#loading.set(account, load);
+    try {
+      return await load;
+    } finally {
+      this.#loading.delete(account);
+    }
+  }
+
+  #evict(account: string, only?: SecretIdentity): void {
+    const entry = this.#cache.get(account);
+    if (entry === undefined || (only !== undefined && entry.identity !== only)) return;
+    if (entry.timer !== undefined) clearTimeout(entry.timer);
+    this.#cache.delete(account);
+    wipeSecretIdentity(entry.identity);
+  }
+}
+
+function inconsistent(name: string, why: string): KeychainEntryCorruptError {
+  return new KeychainEntryCorruptError(`the keychain slots of identity ${JSON.stringify(name)} are inconsistent: ${why}`, {
+    hint: 'inspect them with `mongo-capsule keys status`; restore the identity from a --secret-out backup if needed',
+  });
+}
