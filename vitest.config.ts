@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Starts (or finds) the real MongoDB-protocol server of the integration tests; see scripts/lib/test-server.mjs.
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
     // Skips are part of the report: every skipped test prints why.

@@ -7,10 +7,12 @@ import { isMongoCapsuleError, UsageError } from './errors.ts';
 import type { CliIO, Command } from './cli/types.ts';
 import { cryptoCommands } from './cli/crypto-commands.ts';
 import { keysCommands } from './cli/keys-commands.ts';
+import { mongoCommands } from './cli/mongo-commands.ts';
 
 const COMMANDS: Record<string, Command> = {
   ...cryptoCommands,
   ...keysCommands,
+  ...mongoCommands,
 };
 
 function helpText(): string {

@@ -1,0 +1,284 @@
+// Starts (or finds) the real MongoDB wire-protocol server the integration tests run against, and cleans it up.
+//
+// Order of preference:
+//   1. MONGODB_URI: an existing server; nothing is started or stopped, its capabilities are probed;
+//   2. MONGOD_BIN or `mongod` on PATH: a private keyfile-secured replica set `rs0` with a root user (full suite);
+//   3. FerretDB built by `npm run setup` (SQLite backend): no replica set, auth, transactions or partial indexes;
+//   4. none: integration tests skip, printing `reason`.
+// MONGO_CAPSULE_TEST_SERVER=mongod|ferretdb|none forces one kind (an explicit MONGODB_URI always wins).
+//
+// Used by test/global-setup.ts, bench/mongo.ts and scripts/test-server.mjs.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { which } from 'zx';
+import { MongoClient } from 'mongodb';
+
+export const REPLICA_SET_NAME = 'rs0';
+export const ROOT_USERNAME = 'root';
+const FERRETDB_VERSION = 'v1.24.2';
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 15_000;
+// 756 random bytes → 1008 base64 characters: within mongod's 6-1024 limit (DESIGN.md §6).
+const KEYFILE_RANDOM_BYTES = 756;
+
+/**
+ * @typedef {'external' | 'mongod' | 'ferretdb' | 'none'} ServerKind
+ * @typedef {{ replicaSet: boolean, auth: boolean, keyfile: boolean, transactions: boolean, partialIndexes: boolean }} Capabilities
+ * @typedef {{ kind: ServerKind, uri: string, description: string, reason: string, capabilities: Capabilities, stop: () => Promise<void> }} TestServer
+ */
+
+const NO_CAPABILITIES = Object.freeze({ replicaSet: false, auth: false, keyfile: false, transactions: false, partialIndexes: false });
+
+/** Same default as scripts/setup.mjs, so the harness finds what setup built. */
+export function defaultCacheDir(env = process.env) {
+  return env.MONGO_CAPSULE_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
+}
+
+/** Replaces the password (and user) of a connection string for printing. */
+export function redactUri(uri) {
+  return uri.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/i, '$1<credentials>@');
+}
+
+async function freePort() {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+async function sleep(ms) {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** A child process whose exit we can await and whose output tail we keep for error messages. */
+function startProcess(bin, args, { cwd }) {
+  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  const keep = (chunk) => {
+    tail = (tail + chunk.toString()).slice(-4000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (error) => resolve({ code: null, signal: null, error }));
+  });
+  return { child, exited, tail: () => tail };
+}
+
+async function stopProcess(proc) {
+  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
+  proc.child.kill('SIGTERM');
+  const timer = setTimeout(() => proc.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+  await proc.exited;
+  clearTimeout(timer);
+}
+
+/** Pings until the server answers, the process dies, or the time is up. */
+async function waitForPing(uri, proc, what) {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  let lastError;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`${what} exited during start-up (${proc.child.exitCode ?? proc.child.signalCode}):\n${proc.tail().trim()}`);
+    }
+    const client = new MongoClient(uri, { serverSelectionTimeoutMS: 1000, connectTimeoutMS: 1000 });
+    try {
+      await client.db('admin').command({ ping: 1 });
+      return;
+    } catch (e) {
+      lastError = e;
+    } finally {
+      await client.close().catch(() => {});
+    }
+    await sleep(200);
+  }
+  throw new Error(`${what} did not answer ping within ${START_TIMEOUT_MS / 1000} s: ${lastError?.message ?? 'no answer'}`);
+}
+
+/** What an existing server can do; decides which tests run. */
+export async function probeCapabilities(uri) {
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5000 });
+  try {
+    const admin = client.db('admin');
+    const hello = await admin.command({ hello: 1 });
+    const build = await admin.command({ buildInfo: 1 });
+    const ferret = typeof build.ferretdbVersion === 'string' || Boolean(build.ferretdbFeatures);
+    const replicaSet = typeof hello.setName === 'string' && !ferret;
+    const auth = /^mongodb(\+srv)?:\/\/[^@/]+@/i.test(uri);
+    return {
+      ferret,
+      capabilities: {
+        replicaSet,
+        auth,
+        // A replica set with auth on implies internal authentication: a keyfile or x.509.
+        keyfile: replicaSet && auth,
+        transactions: replicaSet,
+        partialIndexes: !ferret,
+      },
+    };
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+async function startMongod(bin, log) {
+  const dir = await mkdtemp(join(tmpdir(), 'mongo-capsule-mongod-'));
+  let proc;
+  try {
+    const dbPath = join(dir, 'db');
+    await mkdir(dbPath);
+    const keyFile = join(dir, 'keyfile');
+    await writeFile(keyFile, randomBytes(KEYFILE_RANDOM_BYTES).toString('base64'), { mode: 0o400 });
+    await chmod(keyFile, 0o400); // mongod rejects a keyfile with any group or other permission bit
+    const port = await freePort();
+    const host = `127.0.0.1:${port}`;
+    // --keyFile implies --auth. Only the keyfile path is on the command line, never a secret.
+    const args = ['--replSet', REPLICA_SET_NAME, '--keyFile', keyFile, '--bind_ip', '127.0.0.1', '--port', String(port), '--dbpath', dbPath, '--logpath', join(dir, 'mongod.log'), '--quiet'];
+    log?.(`starting mongod (${bin}) on ${host}`);
+    proc = startProcess(bin, args, { cwd: dir });
+    const local = `mongodb://${host}/?directConnection=true`;
+    await waitForPing(local, proc, 'mongod').catch(async (e) => {
+      const logText = await readFile(join(dir, 'mongod.log'), 'utf8').catch(() => '');
+      throw new Error(`${e.message}\n${logText.split('\n').slice(-20).join('\n')}`);
+    });
+
+    // The localhost exception (no users yet, loopback connection) allows exactly this bootstrap: initiate the
+    // replica set and create the first user. Afterwards every connection must authenticate.
+    const password = randomBytes(24).toString('base64url');
+    const client = new MongoClient(local, { serverSelectionTimeoutMS: 10_000 });
+    try {
+      const admin = client.db('admin');
+      await admin.command({ replSetInitiate: { _id: REPLICA_SET_NAME, members: [{ _id: 0, host }] } });
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (!(await admin.command({ hello: 1 })).isWritablePrimary) {
+        if (Date.now() > deadline) throw new Error(`mongod did not become a writable primary within ${START_TIMEOUT_MS / 1000} s`);
+        await sleep(200);
+      }
+      await admin.command({ createUser: ROOT_USERNAME, pwd: password, roles: [{ role: 'root', db: 'admin' }] });
+    } finally {
+      await client.close().catch(() => {});
+    }
+    const uri = `mongodb://${ROOT_USERNAME}:${encodeURIComponent(password)}@${host}/?replicaSet=${REPLICA_SET_NAME}&authSource=admin`;
+    return {
+      kind: 'mongod',
+      uri,
+      description: `mongod ${REPLICA_SET_NAME} (keyfile, auth) on ${host}`,
+      reason: '',
+      capabilities: { replicaSet: true, auth: true, keyfile: true, transactions: true, partialIndexes: true },
+      stop: async () => {
+        await stopProcess(proc);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    if (proc) await stopProcess(proc);
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function startFerretdb(bin, log) {
+  const dir = await mkdtemp(join(tmpdir(), 'mongo-capsule-ferretdb-'));
+  let proc;
+  try {
+    const data = join(dir, 'data');
+    await mkdir(data);
+    const port = await freePort();
+    const host = `127.0.0.1:${port}`;
+    const args = [
+      '--handler=sqlite',
+      `--sqlite-url=file:${data}/`,
+      `--listen-addr=${host}`,
+      '--telemetry=disable',
+      '--debug-addr=-',
+      '--state-dir=-',
+      '--log-level=warn',
+    ];
+    log?.(`starting FerretDB ${FERRETDB_VERSION} (SQLite) on ${host}`);
+    proc = startProcess(bin, args, { cwd: dir });
+    const uri = `mongodb://${host}/?directConnection=true`;
+    await waitForPing(uri, proc, 'FerretDB');
+    return {
+      kind: 'ferretdb',
+      uri,
+      description: `FerretDB ${FERRETDB_VERSION} (SQLite) on ${host}`,
+      reason: '',
+      capabilities: { ...NO_CAPABILITIES },
+      stop: async () => {
+        await stopProcess(proc);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    if (proc) await stopProcess(proc);
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function findMongod(env) {
+  if (env.MONGOD_BIN) {
+    if (!existsSync(env.MONGOD_BIN)) throw new Error(`MONGOD_BIN=${env.MONGOD_BIN} does not exist`);
+    return env.MONGOD_BIN;
+  }
+  return (await which('mongod', { nothrow: true })) ?? undefined;
+}
+
+/**
+ * Starts or finds a test server. Never throws for "nothing available": that is kind 'none' with a reason.
+ * It throws only when a server that should work fails to start (a real problem worth a red build).
+ * @param {{ env?: NodeJS.ProcessEnv, log?: (msg: string) => void }} [options]
+ * @returns {Promise<TestServer>}
+ */
+export async function startTestServer({ env = process.env, log } = {}) {
+  const forced = env.MONGO_CAPSULE_TEST_SERVER;
+  if (env.MONGODB_URI) {
+    const uri = env.MONGODB_URI;
+    const { ferret, capabilities } = await probeCapabilities(uri).catch((e) => {
+      throw new Error(`MONGODB_URI (${redactUri(uri)}) is set but the server does not answer: ${e.message}`);
+    });
+    return {
+      kind: 'external',
+      uri,
+      description: `${ferret ? 'FerretDB' : 'MongoDB'} at ${redactUri(uri)} (from MONGODB_URI)`,
+      reason: '',
+      capabilities,
+      stop: async () => {},
+    };
+  }
+  const reasons = [];
+  if (forced === 'none') return none('MONGO_CAPSULE_TEST_SERVER=none');
+
+  if (forced === undefined || forced === 'mongod') {
+    const mongod = await findMongod(env);
+    if (mongod) return startMongod(mongod, log);
+    reasons.push('no mongod on PATH and MONGOD_BIN is not set');
+  }
+  if (forced === undefined || forced === 'ferretdb') {
+    const ferret = env.FERRETDB_BIN ?? join(defaultCacheDir(env), 'ferretdb', FERRETDB_VERSION, 'ferretdb');
+    if (existsSync(ferret)) return startFerretdb(ferret, log);
+    reasons.push(`FerretDB is not built (${ferret} is missing; run \`npm run setup\`)`);
+  }
+  return none(reasons.join('; '));
+}
+
+function none(reason) {
+  return {
+    kind: 'none',
+    uri: '',
+    description: 'no test server',
+    reason: `no MongoDB test server: ${reason}`,
+    capabilities: { ...NO_CAPABILITIES },
+    stop: async () => {},
+  };
+}

@@ -1,0 +1,235 @@
+/**
+ * Provisioning a cluster for mongo-capsule: the one idempotent call the Pulumi program and the scripts make.
+ *
+ * ```ts
+ * provisionCluster(options: ProvisionOptions): Promise<ProvisionResult>
+ *
+ * interface ProvisionOptions {
+ *   uri: string;                                   // connection string (credentials allowed; never logged)
+ *   replicaSet?: { name?: string;                  // default 'rs0'
+ *                  members: { host: string; priority?: number }[] };  // initiate if needed, via members[0] directly
+ *   rootUser?: { username: string; password: string };  // created on admin if absent (localhost exception or auth)
+ *   capsuleName?: string;                          // default 'default'
+ *   recipient: PublicIdentity;                     // the identity the CMK is sealed for (public part only)
+ *   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;  // signs a newly sealed capsule (recommended)
+ *   unwrap?: Unwrapper;                            // (capsule) => CMK; needed to verify a new capsule before it is
+ *                                                  // stored, and to create data keys when the capsule already exists
+ *   dataKeyAltNames?: string[];                    // data keys to get or create (needs mongodb-client-encryption)
+ *   keyVaultNamespace?: string;                    // default 'encryption.__keyVault'
+ *   capsuleNamespace?: string;                     // default 'encryption.capsules'
+ *   timeoutMs?: number;                            // bound on waiting for a writable primary (default 60 s)
+ *   serverSelectionTimeoutMS?: number;             // bound on finding a server (default 10 s)
+ *   onProgress?: (message: string) => void;        // human-readable steps; never contains secrets
+ * }
+ *
+ * interface ProvisionResult {
+ *   capsuleName: string;
+ *   kid: string;                                   // recipient key id of the live capsule
+ *   created: boolean;                              // true when this call sealed and stored the capsule
+ *   kmsProvider: string;                           // named local KMS provider, 'local:g<generation>_<capsule>'
+ *   dataKeyIds: Record<string, string>;            // alt name → data key UUID (hex with dashes)
+ *   replicaSet?: { name: string; initiated: boolean; members: string[] };
+ *   rootUserCreated?: boolean;
+ *   keyVaultIndex: 'unique-partial' | 'unique-sparse-fallback' | 'none' | 'skipped';
+ * }
+ * ```
+ *
+ * Steps: [initiate the replica set → wait for a writable primary → root user] → capsule: load it, or generate a
+ * CMK, seal it for `recipient`, prove it opens with `unwrap`, insert-if-absent (a concurrent seeder may win: then
+ * its capsule is used) → key-vault index → data keys. Every step is skipped when already done, so re-running
+ * after a crash converges. The CMK is wiped before returning. Nothing is written when the capsule that exists
+ * cannot be opened with `unwrap` (wrong identity), or when CSFLE is needed and unavailable.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { ClientEncryption, type KMSProviders } from 'mongodb';
+import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { CapsuleAuthError, InvalidArgumentError } from '../errors.ts';
+import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
+import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
+import { requireCsfle } from './csfle.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type Unwrapper } from './encrypted-client.ts';
+import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, getOrCreateDataKey } from './key-vault.ts';
+import { DEFAULT_PRIMARY_TIMEOUT_MS, DEFAULT_REPLICA_SET_NAME, ensureReplicaSet, ensureRootUser, type ReplicaSetMember } from './replica-set.ts';
+
+export interface ProvisionOptions {
+  uri: string;
+  replicaSet?: { name?: string; members: ReplicaSetMember[] };
+  rootUser?: { username: string; password: string };
+  capsuleName?: string;
+  recipient: PublicIdentity;
+  signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
+  unwrap?: Unwrapper;
+  dataKeyAltNames?: string[];
+  keyVaultNamespace?: string;
+  capsuleNamespace?: string;
+  timeoutMs?: number;
+  serverSelectionTimeoutMS?: number;
+  onProgress?: (message: string) => void;
+}
+
+export interface ProvisionResult {
+  capsuleName: string;
+  kid: string;
+  created: boolean;
+  kmsProvider: string;
+  dataKeyIds: Record<string, string>;
+  replicaSet?: { name: string; initiated: boolean; members: string[] };
+  rootUserCreated?: boolean;
+  keyVaultIndex: 'unique-partial' | 'unique-sparse-fallback' | 'none' | 'skipped';
+}
+
+export async function provisionCluster(options: ProvisionOptions): Promise<ProvisionResult> {
+  const {
+    uri,
+    capsuleName = DEFAULT_CAPSULE_NAME,
+    recipient,
+    dataKeyAltNames = [],
+    keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE,
+    capsuleNamespace,
+    timeoutMs = DEFAULT_PRIMARY_TIMEOUT_MS,
+    serverSelectionTimeoutMS = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    onProgress,
+  } = options;
+  if (recipient === null || typeof recipient !== 'object' || typeof recipient.kid !== 'string') {
+    throw new InvalidArgumentError('provisionCluster: recipient must be a public identity (suite, kid, publicKey)');
+  }
+  if (!Array.isArray(dataKeyAltNames) || dataKeyAltNames.some((n) => typeof n !== 'string' || n.length === 0)) {
+    throw new InvalidArgumentError('provisionCluster: dataKeyAltNames must be non-empty strings');
+  }
+  const unwrap = options.unwrap === undefined ? undefined : toUnwrapFn(options.unwrap);
+  // Fail before changing anything when the data keys cannot be made here.
+  if (dataKeyAltNames.length > 0) requireCsfle('creating data keys');
+
+  const result: Partial<ProvisionResult> = {};
+  if (options.replicaSet || options.rootUser) {
+    const members = options.replicaSet?.members;
+    const adminUri = members && members.length > 0 ? directConnectionUri(uri, members[0]!.host) : uri;
+    const admin = await connect(adminUri, { serverSelectionTimeoutMS, purpose: 'connecting to initiate the replica set' });
+    try {
+      if (options.replicaSet) {
+        const rs = await ensureReplicaSet(admin, {
+          setName: options.replicaSet.name ?? DEFAULT_REPLICA_SET_NAME,
+          members: options.replicaSet.members,
+          timeoutMs,
+          ...(onProgress === undefined ? {} : { onProgress }),
+        });
+        result.replicaSet = { name: rs.setName, initiated: rs.initiated, members: rs.members };
+      }
+      if (options.rootUser) {
+        const { created } = await ensureRootUser(admin, options.rootUser);
+        onProgress?.(created ? `created user ${options.rootUser.username} on admin` : `user ${options.rootUser.username} already exists`);
+        result.rootUserCreated = created;
+      }
+    } finally {
+      await admin.close().catch(() => {});
+    }
+  }
+
+  const client = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting to provision the capsule' });
+  try {
+    const store = new CapsuleStore(client, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
+    let keys: CapsuleKeys | undefined;
+    try {
+      const existing = await store.find(capsuleName);
+      let created = false;
+      let record: CapsuleRecord;
+      if (existing === null) {
+        const seeded = await seedCapsule(store, { name: capsuleName, recipient, ...(options.signer === undefined ? {} : { signer: options.signer }), ...(unwrap === undefined ? {} : { unwrap }) });
+        created = seeded.created;
+        record = seeded.record;
+        keys = seeded.keys;
+        onProgress?.(created ? `sealed a new CMK into capsule ${capsuleName} for key ${recipient.kid}` : `capsule ${capsuleName} was seeded concurrently; using it`);
+      } else {
+        record = existing;
+        onProgress?.(`capsule ${capsuleName} exists (key ${record.header.kid}, generation ${record.generation})`);
+        // Opening it proves the identity before anything else is written.
+        if (unwrap) keys = await capsuleKeys(record, unwrap);
+      }
+
+      let keyVaultIndex: ProvisionResult['keyVaultIndex'] = 'skipped';
+      const dataKeyIds: Record<string, string> = {};
+      if (dataKeyAltNames.length > 0) {
+        if (keys === undefined) throw new InvalidArgumentError('provisionCluster: unwrap is needed to create data keys');
+        const { kmsProviders, writeProvider } = keys;
+        const index = await ensureKeyVaultIndex(client, { keyVaultNamespace, ...(onProgress === undefined ? {} : { onWarning: (w: string) => onProgress(`warning: ${w}`) }) });
+        keyVaultIndex = index.uniqueAltNames ? 'unique-partial' : index.fallbackIndex ? 'unique-sparse-fallback' : 'none';
+        const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
+        for (const altName of dataKeyAltNames) {
+          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace });
+          dataKeyIds[altName] = id.toUUID().toHexString(true);
+        }
+        onProgress?.(`data keys ready: ${dataKeyAltNames.join(', ')}`);
+      }
+      return {
+        ...result,
+        capsuleName,
+        kid: record.header.kid,
+        created,
+        kmsProvider: record.kmsProvider,
+        dataKeyIds,
+        keyVaultIndex,
+      };
+    } finally {
+      keys?.wipe();
+    }
+  } catch (e) {
+    throw mongoError(e, 'provisioning');
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+export interface SeedCapsuleOptions {
+  name: string;
+  recipient: Pick<PublicIdentity, 'suite' | 'kid' | 'publicKey'>;
+  signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
+  /**
+   * When given, the new capsule is proven to open before it is stored, and a capsule seeded concurrently by
+   * someone else is opened to return its keys. Without it `keys` is returned only when this call created it.
+   */
+  unwrap?: (capsule: Uint8Array) => Promise<Uint8Array>;
+}
+
+/**
+ * Insert-if-absent of a freshly sealed CMK. Concurrent seeders of one name: one capsule is stored and, given
+ * `unwrap`, every caller gets the keys of that one capsule (its own CMK when it won, the winner's otherwise).
+ * The caller wipes `keys`.
+ */
+export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptions): Promise<{ created: boolean; record: CapsuleRecord; keys?: CapsuleKeys }> {
+  const { name, recipient, signer, unwrap } = options;
+  const cmk = generateCmk();
+  try {
+    const bytes = wrapKey(cmk, recipient, { name, ...(signer === undefined ? {} : { signer }) });
+    if (unwrap) await proveOpens(bytes, cmk, unwrap);
+    const { created, record } = await store.seed(bytes);
+    if (!created) return unwrap ? { created, record, keys: await capsuleKeys(record, unwrap) } : { created, record };
+    // Ours won: no need to unwrap again; hand over a copy of the CMK we sealed.
+    const copy = Uint8Array.from(cmk);
+    const key = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
+    return {
+      created,
+      record,
+      keys: { kmsProviders: { [record.kmsProvider]: { key } } as unknown as KMSProviders, writeProvider: record.kmsProvider, wipe: () => copy.fill(0) },
+    };
+  } finally {
+    cmk.fill(0);
+  }
+}
+
+/** The capsule about to be stored opens, with the caller's own unwrap, to the CMK we sealed. */
+async function proveOpens(bytes: Uint8Array, cmk: Uint8Array, unwrap: (c: Uint8Array) => Promise<Uint8Array>): Promise<void> {
+  let opened: Uint8Array | undefined;
+  try {
+    opened = await unwrap(bytes);
+  } catch (e) {
+    throw new CapsuleAuthError('the new capsule does not open with the given identity (unwrap failed); nothing was written', { cause: e });
+  }
+  try {
+    if (opened.length !== cmk.length || !timingSafeEqual(opened, cmk)) {
+      throw new CapsuleAuthError('the new capsule opens to a different key with the given identity; nothing was written');
+    }
+  } finally {
+    opened.fill(0);
+  }
+}
+
