@@ -8,11 +8,13 @@ import type { CliIO, Command } from './cli/types.ts';
 import { cryptoCommands } from './cli/crypto-commands.ts';
 import { keysCommands } from './cli/keys-commands.ts';
 import { mongoCommands } from './cli/mongo-commands.ts';
+import { provisionCommands } from './cli/provision-command.ts';
 
 const COMMANDS: Record<string, Command> = {
   ...cryptoCommands,
   ...keysCommands,
   ...mongoCommands,
+  ...provisionCommands,
 };
 
 function helpText(): string {
