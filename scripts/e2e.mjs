@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// `npm run e2e`: a throwaway stack up, the integration suite against it, and the stack always torn down.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { $, echo } from 'zx';
+import { DEFAULT_SUITE, doctorArgs, E2E_IDENTITY, e2eConfig, e2ePlanLines, keygenArgs, suiteArgs } from './lib/e2e-plan.mjs';
+import { checkPrerequisites, CLI, failureLines, ROOT } from './lib/prereqs.mjs';
+import { withSpinner } from './lib/progress.mjs';
+import { checkStackName, displayCommand, e2eStackName, failureTail, findFreePortRange, parseOutputs, pulumiArgs, pulumiEnvironment, runPulumi } from './lib/pulumi.mjs';
+import { parseScriptArgs, runScript, ScriptUsageError } from './lib/script-args.mjs';
+
+const USAGE = `Usage: npm run e2e -- [options] [vitest filters…]
+
+Creates a throwaway stack (its own identity, its own free ports), runs the integration suite against its
+connection string (default filters: ${DEFAULT_SUITE.join(' ')}), then destroys and removes the stack, also after
+a failure or Ctrl-C/SIGTERM. Exits with the suite's status (1 when the cluster could not be created or removed).
+
+  --stack <name>     stack name (default: e2e-<timestamp>-<random>; CI can pass e2e-$GITHUB_RUN_ID to clean up
+                     in a later step with \`npm run down -- --stack <name> --remove-stack\`)
+  --members <1|3>    replica-set members (default 1)
+  --keep             leave the cluster up afterwards (prints how to remove it)
+  --skip-doctor      do not run \`mongo-capsule doctor\` on the provisioned cluster before the suite
+  --verbose          show pulumi's own progress instead of a spinner (default when CI=true)
+  --dry-run          print the plan, run nothing`;
+
+const OPTIONS = {
+  stack: { type: 'string' },
+  members: { type: 'string' },
+  keep: { type: 'boolean' },
+  'skip-doctor': { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+};
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 };
+const log = (msg) => process.stderr.write(`e2e: ${msg}\n`);
+
+// Interruption: the first SIGINT/SIGTERM stops the running step (pulumi cancels cleanly, vitest stops) and goes
+// straight to the teardown. Teardown commands run in their own process group, so a terminal's Ctrl-C does not
+// reach them; a third signal gives up and says what may be left behind.
+let interrupted;
+let signals = 0;
+let current;
+let abandon = () => process.exit(1);
+function onSignal(signal) {
+  signals += 1;
+  if (interrupted === undefined) {
+    interrupted = signal;
+    log(`${signal}: stopping, then tearing the stack down (signal twice more to abandon the teardown)`);
+    current?.kill(signal);
+  } else if (signals >= 3) {
+    abandon(signal);
+  } else {
+    log(`${signal}: the teardown is running; once more to abandon it`);
+  }
+}
+
+/** Runs one step unless an interruption already happened; returns false when the step failed. */
+async function step(title, run, { stream }) {
+  if (interrupted) return false;
+  try {
+    if (stream) {
+      log(`${title}…`);
+      current = run({ stream: true });
+      await current;
+    } else {
+      current = run({ stream: false });
+      await withSpinner(`${title}…`, () => current);
+    }
+    return true;
+  } catch (e) {
+    if (interrupted) log(`${title}: interrupted`);
+    else {
+      log(`${title} failed:`);
+      process.stderr.write(`${stream ? `exit code ${e.exitCode}` : failureTail(e) || e.message}\n`);
+    }
+    return false;
+  } finally {
+    current = undefined;
+  }
+}
+
+async function main() {
+  const { values, positionals } = parseScriptArgs('e2e', process.argv.slice(2), OPTIONS, { allowPositionals: true });
+  if (values.help) {
+    echo(USAGE);
+    return 0;
+  }
+  const stack = checkStackName(values.stack ?? e2eStackName());
+  const members = values.members ?? '1';
+  if (members !== '1' && members !== '3') throw new ScriptUsageError(`e2e: --members must be 1 or 3, got ${JSON.stringify(members)}`);
+  const keep = values.keep === true;
+  const stream = values.verbose === true || process.env.CI === 'true';
+
+  if (values['dry-run']) {
+    echo(e2ePlanLines({ stack, members, keep, filters: positionals, doctor: values['skip-doctor'] !== true }).join('\n'));
+    return 0;
+  }
+
+  const missing = failureLines(await checkPrerequisites(['node', 'docker', 'pulumi']));
+  if (missing.length > 0) {
+    for (const line of missing) process.stderr.write(`${line}\n`);
+    log(`${missing.length} prerequisite(s) missing; nothing was created`);
+    return 1;
+  }
+
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const { env: pulumiEnv, notes } = await pulumiEnvironment(ROOT);
+  for (const note of notes) log(note);
+  const identityDir = await mkdtemp(join(tmpdir(), 'mongo-capsule-e2e-'));
+  const pubFile = join(identityDir, `${E2E_IDENTITY}.pub.json`);
+  // The provisioning step (run by pulumi) reads the throwaway identity from here instead of a keychain.
+  const env = { ...pulumiEnv, MONGO_CAPSULE_SECRET_IDENTITY_FILE: join(identityDir, `${E2E_IDENTITY}.secret.json`) };
+  // An inline identity of the caller would clash with the file above (the CLI refuses both); it is not ours to use.
+  delete process.env.MONGO_CAPSULE_SECRET_IDENTITY;
+
+  abandon = (signal) => {
+    log(`${signal}: teardown abandoned; stack ${stack} may still exist: npm run down -- --stack ${stack} --remove-stack`);
+    log(`containers: docker ps -a --filter label=mongo-capsule.stack=${stack}; throwaway identity: ${identityDir}`);
+    process.exit(SIGNAL_EXIT[signal] ?? 1);
+  };
+
+  let created = false;
+  let suiteStatus;
+  let failed = false;
+  try {
+    const identityOk = await step('throwaway identity', () => $({ quiet: true })`${process.execPath} ${CLI} ${keygenArgs(identityDir)}`, { stream: false });
+    const basePort = identityOk ? await findFreePortRange(Number(members)) : undefined;
+    const pulumiSteps = [
+      [`stack ${stack}`, pulumiArgs.select(stack)],
+      ...e2eConfig({ pubFile, basePort, members }).map(([k, v]) => [`config ${k}`, pulumiArgs.configSet(stack, k, v)]),
+    ];
+    let ok = identityOk;
+    for (const [title, args] of pulumiSteps) {
+      if (!ok) break;
+      ok = await step(title, () => runPulumi(args, { env, quiet: true }), { stream: false });
+      if (ok && args[0] === 'stack') created = true;
+    }
+    ok = ok && (await step(`pulumi up (stack ${stack}, ${members} member(s) from port ${basePort})`, ({ stream: s }) => runPulumi(pulumiArgs.up(stack), { env, stream: s }), { stream }));
+
+    let uri;
+    if (ok && !interrupted) {
+      try {
+        uri = parseOutputs((await runPulumi(pulumiArgs.outputs(stack, true), { env, quiet: true })).stdout).connectionString;
+        if (typeof uri !== 'string' || uri === '') throw new Error('the stack has no connectionString output');
+      } catch (e) {
+        log(`reading the connection string failed: ${e.stderr?.trim() || e.message}`);
+        ok = false;
+      }
+    }
+    if (ok && uri && !interrupted && values['skip-doctor'] !== true) {
+      // Our own provisioning, checked from the outside: the capsule exists, opens with the identity it was sealed
+      // for, and the key vault and CSFLE work. The suite below tests the library with capsules of its own.
+      log(`checking the provisioned cluster: mongo-capsule ${doctorArgs().join(' ')}`);
+      current = $({ cwd: ROOT, env: { ...process.env, ...env, MONGODB_URI: uri }, nothrow: true, stdio: ['ignore', 2, 2] })`${process.execPath} ${CLI} ${doctorArgs()}`;
+      const doctor = await current;
+      current = undefined;
+      if (doctor.exitCode !== 0 && !interrupted) {
+        log('mongo-capsule doctor found a problem with the provisioned cluster (see above); e2e will fail');
+        failed = true;
+      }
+    }
+    if (ok && uri && !interrupted) {
+      log(`running the suite: node ${suiteArgs(positionals).join(' ')} (MONGODB_URI from the stack)`);
+      const suiteEnv = { ...process.env, MONGODB_URI: uri, MONGO_CAPSULE_SKIP_TYPECHECK: '1' };
+      current = $({ cwd: ROOT, env: suiteEnv, nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} ${suiteArgs(positionals)}`;
+      const result = await current;
+      current = undefined;
+      suiteStatus = result.exitCode ?? (interrupted ? SIGNAL_EXIT[interrupted] : 1);
+      log(`suite finished with exit code ${suiteStatus}`);
+    } else {
+      failed = true;
+    }
+  } finally {
+    if (keep && !interrupted) {
+      log(`--keep: stack ${stack} stays up. Connection string: npm run up -- --stack ${stack} --outputs-only --show-connection-string`);
+      log(`remove it with: npm run down -- --stack ${stack} --remove-stack (the throwaway identity is in ${identityDir})`);
+    } else if (created) {
+      const torn = await teardown(stack, env, stream);
+      if (!torn) failed = true;
+      if (torn) await rm(identityDir, { recursive: true, force: true });
+      else log(`kept the throwaway identity in ${identityDir} for a later \`npm run down -- --stack ${stack} --remove-stack\``);
+    } else {
+      await rm(identityDir, { recursive: true, force: true });
+    }
+  }
+
+  if (interrupted) return SIGNAL_EXIT[interrupted] ?? 1;
+  if (suiteStatus !== undefined && suiteStatus !== 0) return suiteStatus;
+  return failed ? 1 : (suiteStatus ?? 1);
+}
+
+/** destroy (with one refresh-and-retry for an interrupted update), then stack rm. Never throws. */
+async function teardown(stack, env, stream) {
+  // Detached: a Ctrl-C in the terminal goes to the foreground process group, and this must finish.
+  const run = (args) => (o) => runPulumi(args, { env, stream: o.stream, detached: true });
+  const again = async (title, args) => {
+    try {
+      if (stream) {
+        log(`${title}…`);
+        await run(args)({ stream: true });
+      } else {
+        await withSpinner(`${title}…`, () => run(args)({ stream: false }));
+      }
+      return true;
+    } catch (e) {
+      log(`${title} failed:`);
+      process.stderr.write(`${stream ? `exit code ${e.exitCode}` : failureTail(e) || e.message}\n`);
+      return false;
+    }
+  };
+  let destroyed = await again(`pulumi destroy (stack ${stack})`, pulumiArgs.destroy(stack));
+  if (!destroyed) {
+    destroyed = (await again(`pulumi refresh (stack ${stack})`, pulumiArgs.refresh(stack))) && (await again(`pulumi destroy, second attempt (stack ${stack})`, pulumiArgs.destroy(stack)));
+  }
+  if (!destroyed) {
+    log(`stack ${stack} could not be destroyed; it is kept so that you can retry: npm run down -- --stack ${stack} --remove-stack`);
+    log(`containers: docker ps -a --filter label=mongo-capsule.stack=${stack}`);
+    return false;
+  }
+  const removed = await again(`removing stack ${stack}`, pulumiArgs.stackRm(stack));
+  if (!removed) log(`the cluster is gone but the stack record is left: ${displayCommand(pulumiArgs.stackRm(stack))}`);
+  return removed;
+}
+
+process.exitCode = await runScript('e2e', USAGE, main);

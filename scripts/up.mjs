@@ -1,0 +1,207 @@
+#!/usr/bin/env node
+// `npm run up`: a keyfile-secured mongo:6 replica set in Docker with its CSFLE master key sealed for your identity.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
+import { $, echo } from 'zx';
+import { checkPrerequisites, CLI, failureLines, identityMissing, ROOT } from './lib/prereqs.mjs';
+import { withSpinner } from './lib/progress.mjs';
+import {
+  BACKEND_HELP,
+  checkStackName,
+  DEFAULT_STACK,
+  describeBackend,
+  displayCommand,
+  dropDockerIfExternal,
+  failureTail,
+  formatOutputs,
+  parseOutputs,
+  pulumiArgs,
+  pulumiEnvironment,
+  runPulumi,
+  stackConfig,
+} from './lib/pulumi.mjs';
+import { integerOption, parseScriptArgs, runScript, ScriptUsageError, userPath } from './lib/script-args.mjs';
+
+const USAGE = `Usage: npm run up -- [options]
+
+Brings up (or updates) the stack: a keyfile-secured rs0 on mongo:6 in Docker, provisioned with a capsule sealed
+for your identity. Re-running changes nothing when nothing changed. Undo with \`npm run down\`.
+
+  --stack <name>              stack to create or update (default ${DEFAULT_STACK})
+  --name <identity>           identity the capsule is sealed for; it must be in the keychain (\`npm run init\`)
+  --pub <file>                its public file (default <identity>.pub.json in the project, written from the
+                              keychain when missing). --name or --pub set mongo-capsule:publicKeyPath; without
+                              them the stack keeps its own (default default.pub.json, identity "default")
+  --members <1|3>             replica-set members (stack config mongo-capsule:members)
+  --base-port <port>          host port of member 0 (stack config mongo-capsule:basePort)
+  --show-connection-string    also print the connection string (it holds the root password); alias --show-secrets
+  --json                      print the outputs as JSON on stdout (connection string only with the flag above)
+  --outputs-only              print the outputs of the existing stack, change nothing
+  --verbose                   show pulumi's own progress instead of a spinner (default when CI=true)
+  --dry-run                   print what would run, change nothing
+
+A stack in external mode (an existing cluster such as Atlas; see docs/infra.md) needs no Docker engine.
+
+Environment: PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE_FILE (defaults: .pulumi-state/ in the project),
+MONGO_CAPSULE_SECRET_IDENTITY_FILE (CI without a keychain; see docs/ci.md).`;
+
+const OPTIONS = {
+  stack: { type: 'string' },
+  name: { type: 'string' },
+  pub: { type: 'string' },
+  members: { type: 'string' },
+  'base-port': { type: 'string' },
+  'show-connection-string': { type: 'boolean' },
+  'show-secrets': { type: 'boolean' },
+  json: { type: 'boolean' },
+  'outputs-only': { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+};
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+/** Inside the project a path is kept relative, so that the stack file works in another checkout too. */
+function shown(file) {
+  return file.startsWith(`${ROOT}${sep}`) ? relative(ROOT, file) : file;
+}
+
+/** The identity name a public identity file holds, or undefined when it is missing or unreadable. */
+function nameInFile(file) {
+  try {
+    const name = JSON.parse(readFileSync(file, 'utf8')).name;
+    return typeof name === 'string' && name !== '' ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Which public file the capsule is sealed for, and the identity named in it: --pub, else --name's
+ * <name>.pub.json, else the stack's own mongo-capsule:publicKeyPath, else default.pub.json (the program's default).
+ */
+async function recipient(values, stack, { lookup }) {
+  if (values.pub !== undefined) {
+    const pubFile = userPath(values.pub);
+    return { pubFile, name: values.name ?? nameInFile(pubFile) ?? 'default' };
+  }
+  if (values.name !== undefined) return { pubFile: join(ROOT, `${values.name}.pub.json`), name: values.name };
+  const configured = lookup ? await stackConfig(stack, 'publicKeyPath') : undefined;
+  const pubFile = resolve(ROOT, configured ?? 'default.pub.json');
+  return { pubFile, name: nameInFile(pubFile) ?? 'default' };
+}
+
+async function main() {
+  const { values } = parseScriptArgs('up', process.argv.slice(2), OPTIONS);
+  if (values.help) {
+    echo(USAGE);
+    return 0;
+  }
+  const stack = checkStackName(values.stack ?? DEFAULT_STACK);
+  const outputsOnly = values['outputs-only'] === true;
+  const members = values.members;
+  if (members !== undefined && members !== '1' && members !== '3') throw new ScriptUsageError(`up: --members must be 1 or 3, got ${JSON.stringify(members)}`);
+  const basePort = integerOption('up', 'base-port', values['base-port'], { min: 1024, max: 65533 });
+  const showSecrets = values['show-connection-string'] === true || values['show-secrets'] === true;
+  const stream = values.verbose === true || process.env.CI === 'true';
+
+  const config = [];
+  if (members !== undefined) config.push(['members', members]);
+  if (basePort !== undefined) config.push(['basePort', basePort]);
+
+  if (values['dry-run']) {
+    const { name, pubFile } = await recipient(values, stack, { lookup: false });
+    const pathConfig = values.name !== undefined || values.pub !== undefined ? [['publicKeyPath', shown(pubFile)]] : [];
+    const backend = describeBackend();
+    const steps = [
+      `check prerequisites: Node.js, OS keychain with identity "${name}", Docker engine, Pulumi CLI`,
+      existsSync(pubFile) ? `use the public identity ${shown(pubFile)}` : `write the public identity ${shown(pubFile)} from the keychain`,
+      `state: ${backend.state}; secrets: ${backend.secrets}`,
+      displayCommand(pulumiArgs.select(stack)),
+      ...[...pathConfig, ...config].map(([k, v]) => displayCommand(pulumiArgs.configSet(stack, k, v))),
+      displayCommand(pulumiArgs.up(stack)),
+      displayCommand(pulumiArgs.outputs(stack, showSecrets)),
+    ];
+    const note = pathConfig.length === 0 ? ['(without --name/--pub, an existing stack keeps its own mongo-capsule:publicKeyPath)'] : [];
+    echo([`plan for stack ${stack} (nothing is changed):`, ...steps.map((l, i) => `  ${i + 1}. ${l}`), ...note].join('\n'));
+    return 0;
+  }
+
+  // 1. Prerequisites, all of them, before anything is created. The identity to look for is the one named in the
+  //    public file the stack uses, so the stack's own configuration is read first when no flag says otherwise.
+  const checks = await dropDockerIfExternal(await checkPrerequisites(outputsOnly ? ['node', 'pulumi'] : ['node', 'docker', 'pulumi']), stack);
+  const pulumiOk = checks.find((c) => c.id === 'pulumi')?.ok === true;
+  const { name, pubFile } = await recipient(values, stack, { lookup: pulumiOk && !outputsOnly });
+  if (!outputsOnly) {
+    const [keychain] = await checkPrerequisites(['keychain'], { name });
+    for (const w of keychain.warnings ?? []) log(w);
+    checks.push(keychain);
+    if (keychain.ok && keychain.identity && !keychain.identity.initialized) checks.push(identityMissing(name));
+  }
+  const missing = failureLines(checks);
+  if (missing.length > 0) {
+    for (const line of missing) log(line);
+    log(`up: ${missing.length} prerequisite(s) missing; nothing was changed`);
+    return 1;
+  }
+  if (values.name !== undefined || values.pub !== undefined) config.unshift(['publicKeyPath', shown(pubFile)]);
+
+  // 2. The public identity the program seals the capsule for (public data: safe to write).
+  if (!outputsOnly && !existsSync(pubFile)) {
+    try {
+      await $({ quiet: true })`${process.execPath} ${CLI} keys status --name ${name} --pub-out ${pubFile}`;
+      log(`wrote the public identity ${shown(pubFile)} from the keychain`);
+    } catch (e) {
+      log(`up: cannot write ${shown(pubFile)}: ${e.stderr?.trim() || e.message}`);
+      return 1;
+    }
+  }
+
+  // 3. Where state and secrets live.
+  const { env, notes } = await pulumiEnvironment(ROOT);
+  for (const note of notes) log(note);
+  if (notes.some((n) => n.endsWith('(new)'))) for (const line of BACKEND_HELP) log(`  ${line}`);
+
+  // 4. Stack, configuration, update.
+  const steps = [
+    [`selecting stack ${stack}`, pulumiArgs.select(stack)],
+    ...config.map(([k, v]) => [`setting ${k}`, pulumiArgs.configSet(stack, k, v)]),
+  ];
+  if (!outputsOnly) steps.push([`pulumi up (stack ${stack}): containers, replica set, root user, capsule, data key`, pulumiArgs.up(stack)]);
+  for (const [title, args] of steps) {
+    const slow = args[0] === 'up';
+    try {
+      if (slow && stream) {
+        log(`${title}…`);
+        await runPulumi(args, { env, stream: true });
+      } else if (slow) {
+        await withSpinner(`${title}…`, () => runPulumi(args, { env }));
+      } else {
+        await runPulumi(args, { env, quiet: true });
+      }
+    } catch (e) {
+      log(`up: ${title} failed:`);
+      log(stream && slow ? `pulumi exited with ${e.exitCode}` : failureTail(e) || e.message);
+      if (slow) log(`hint: rerun with --verbose for pulumi's full output; re-running \`npm run up\` resumes where it stopped`);
+      return 1;
+    }
+  }
+
+  // 5. Outputs.
+  let outputs;
+  try {
+    outputs = parseOutputs((await runPulumi(pulumiArgs.outputs(stack, showSecrets), { env, quiet: true })).stdout);
+  } catch (e) {
+    log(`up: reading the stack outputs failed: ${e.stderr?.trim() || e.message}`);
+    return 1;
+  }
+  if (values.json) {
+    if (!showSecrets) outputs.connectionString = '[secret]';
+    echo(JSON.stringify(outputs, null, 2));
+  } else {
+    echo(formatOutputs(outputs, { stack, showSecrets }).join('\n'));
+  }
+  return 0;
+}
+
+process.exitCode = await runScript('up', USAGE, main);

@@ -1,0 +1,282 @@
+/**
+ * The whole flow of `up`, `down` and `e2e` with stand-ins for `pulumi` and `docker` (see support/run.ts): the
+ * commands in order, the environment they get (passphrase file, throwaway identity), what is printed and what is
+ * never printed, and the teardown after success, failure and SIGTERM. What only a Docker host with the real
+ * Pulumi CLI can show (containers, provisioning) is out of reach here by construction.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fakeTools, nodeScript, ROOT, run, STACK_FRAME, type FakeTools } from './support/run.ts';
+
+const SECRET_URI = 'mongodb://root:flow-secret-4242@127.0.0.1:9/?directConnection=true&authSource=admin';
+const SECRET = 'flow-secret-4242';
+
+type Call = ReturnType<FakeTools['calls']>[number];
+const pulumiCalls = (tools: FakeTools) => tools.calls().filter((c: Call) => c.tool === 'pulumi' && c.args);
+const verbs = (calls: Call[]) => calls.map((c) => (c.args![0] === 'stack' || c.args![0] === 'config' ? `${c.args![0]} ${c.args![1]}` : c.args![0]));
+
+function identityDirs(): Set<string> {
+  return new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('mongo-capsule-e2e-')));
+}
+
+describe('npm run up / down (stand-in pulumi and docker)', () => {
+  let tools: FakeTools;
+  let idDir: string;
+  let pub: string;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    tools = fakeTools();
+    idDir = mkdtempSync(join(tmpdir(), 'mongo-capsule-flow-id-'));
+    pub = join(idDir, 'default.pub.json');
+    const secret = join(idDir, 'default.secret.json');
+    const r = await run(process.execPath, ['bin/mongo-capsule', 'keygen', '--pub-out', pub, '--secret-out', secret]);
+    expect(r.code, r.stderr).toBe(0);
+    // The keychain check goes through the CLI's explicit opt-in: the same path CI uses without a keychain.
+    env = tools.env({ FAKE_URI: SECRET_URI, MONGO_CAPSULE_SECRET_IDENTITY_FILE: secret });
+  });
+  afterAll(() => {
+    rmSync(tools.dir, { recursive: true, force: true });
+    rmSync(idDir, { recursive: true, force: true });
+  });
+
+  it('up: checks, selects the stack, sets the public key path, updates, prints outputs without the secret', async () => {
+    const r = await nodeScript('up', ['--pub', pub], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const calls = pulumiCalls(tools);
+    expect(verbs(calls)).toEqual(['version', 'stack select', 'config set', 'up', 'stack output']);
+    expect(calls[2]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', 'mongo-capsule:publicKeyPath', '--', pub]);
+    for (const c of calls.slice(1)) {
+      expect(c.passphraseFile).toBe(env.PULUMI_CONFIG_PASSPHRASE_FILE);
+      expect(c.backend).toBe(env.PULUMI_BACKEND_URL);
+    }
+    expect(calls.at(-1)!.args).not.toContain('--show-secrets');
+    expect(r.stdout).toContain('capsule:      default');
+    expect(r.stdout).toContain('connection:   [secret] (npm run up -- --outputs-only --show-connection-string)');
+    expect(r.stdout + r.stderr).not.toContain(SECRET);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('up --json --show-connection-string: outputs as JSON on stdout, progress (CI streams pulumi) on stderr only', async () => {
+    const r = await nodeScript('up', ['--pub', pub, '--json', '--show-connection-string'], { env: { ...env, CI: 'true' } });
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ connectionString: SECRET_URI, capsuleName: 'default', kid: 'fakekid' });
+    expect(r.stderr).toContain('Resources: 7 created');
+    expect(r.stderr).not.toContain(SECRET);
+  });
+
+  it('up --outputs-only changes nothing and --json hides the secret without the flag', async () => {
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('up', ['--outputs-only', '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'stack select', 'stack output']);
+    expect(JSON.parse(r.stdout).connectionString).toBe('[secret]');
+  });
+
+  it('up without an identity says to run npm run init, and changes nothing', async () => {
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('up', ['--name', 'nobody'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^missing: (identity "nobody"|OS keychain): /m);
+    expect(r.stderr).toMatch(/npm run init|MONGO_CAPSULE_SECRET_IDENTITY/);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version']);
+  });
+
+  it('no Docker engine: a docker-mode stack stops; an external-mode stack goes on without one', async () => {
+    const stopped = await nodeScript('up', ['--pub', pub], { env: { ...env, FAKE_DOCKER: 'down' } });
+    expect(stopped.code).toBe(1);
+    expect(stopped.stderr).toMatch(/^missing: Docker engine: the docker client is installed but no engine answers/m);
+    const before = pulumiCalls(tools).length;
+    const external = await nodeScript('up', ['--pub', pub], { env: { ...env, FAKE_DOCKER: 'down', FAKE_CONFIG_mode: 'external' } });
+    expect(external.code, external.stderr).toBe(0);
+    expect(external.stderr).toMatch(/provisions an external cluster .*no Docker engine needed/);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'config get', 'stack select', 'config set', 'up', 'stack output']);
+  });
+
+  it("without --name/--pub, the identity is the one named in the stack's own public file", async () => {
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('up', [], { env: { ...env, FAKE_CONFIG_publicKeyPath: pub } });
+    expect(r.code, r.stderr).toBe(0);
+    // No config set: the stack keeps its publicKeyPath; the keychain was asked for "default", the name in that file.
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'config get', 'stack select', 'up', 'stack output']);
+    const other = await nodeScript('up', [], { env: { ...env, FAKE_CONFIG_publicKeyPath: join(idDir, 'missing.pub.json') } });
+    expect(other.code).toBe(0);
+    expect(existsSync(join(idDir, 'missing.pub.json'))).toBe(true); // written from the (opt-in) keychain
+  });
+
+  it('a failing pulumi up: its diagnostics, a hint, exit 1', async () => {
+    const r = await nodeScript('up', ['--pub', pub], { env: { ...env, FAKE_UP: 'fail' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/up: pulumi up \(stack dev\).* failed:/);
+    expect(r.stderr).toContain('error: provisioning failed: fake failure');
+    expect(r.stderr).toMatch(/hint: rerun with --verbose/);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it.skipIf(existsSync(join(ROOT, '.pulumi-state')))('down without any local state: nothing to do, and no state directory is created', async () => {
+    const noState = { ...env };
+    delete noState.PULUMI_BACKEND_URL;
+    delete noState.PULUMI_CONFIG_PASSPHRASE_FILE;
+    const r = await nodeScript('down', [], { env: noState });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/no local Pulumi state .*nothing to do/);
+    expect(existsSync(join(ROOT, '.pulumi-state'))).toBe(false);
+  });
+
+  it('down: nothing to do for an unknown stack; destroy (and stack rm) otherwise', async () => {
+    const none = await nodeScript('down', [], { env: { ...env, FAKE_STACKS: '' } });
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stderr).toMatch(/there is no stack dev .*nothing to do/);
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('down', ['--remove-stack'], { env: { ...env, FAKE_STACKS: 'organization/mongo-capsule/dev' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'stack ls', 'destroy', 'stack rm']);
+    expect(r.stderr).toMatch(/stack dev destroyed and removed/);
+  });
+});
+
+describe('npm run e2e (stand-in pulumi and docker)', () => {
+  let tools: FakeTools;
+  let env: NodeJS.ProcessEnv;
+  beforeAll(() => {
+    tools = fakeTools();
+    env = tools.env({ FAKE_URI: SECRET_URI });
+    delete env.MONGO_CAPSULE_SECRET_IDENTITY_FILE;
+  });
+  afterAll(() => rmSync(tools.dir, { recursive: true, force: true }));
+
+  const sinceLast = (() => {
+    let seen = 0;
+    return () => {
+      const all = pulumiCalls(tools);
+      const fresh = all.slice(seen);
+      seen = all.length;
+      return fresh;
+    };
+  })();
+
+  it('success: throwaway identity and ports, up, the suite with MONGODB_URI, then destroy and stack rm; exit 0', { timeout: 120_000 }, async () => {
+    sinceLast();
+    const dirsBefore = identityDirs();
+    // A small, server-independent test file stands in for the integration suite.
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-ok', '--skip-doctor', 'test/scripts/script-args.test.ts'], { env, timeoutMs: 110_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const calls = sinceLast();
+    expect(verbs(calls)).toEqual(['version', 'stack select', 'config set', 'config set', 'config set', 'up', 'stack output', 'destroy', 'stack rm']);
+    const config = calls.filter((c) => c.args![0] === 'config').map((c) => c.args!.slice(-3));
+    expect(config[0]![0]).toBe('mongo-capsule:publicKeyPath');
+    expect(config[0]![2]).toMatch(/mongo-capsule-e2e-.*\/e2e\.pub\.json$/);
+    expect(config[1]![0]).toBe('mongo-capsule:basePort');
+    expect(Number(config[1]![2])).toBeGreaterThanOrEqual(20_000);
+    expect(config[2]).toEqual(['mongo-capsule:members', '--', '1']);
+    const up = calls.find((c) => c.args![0] === 'up')!;
+    expect(up.identityFile).toMatch(/e2e\.secret\.json$/);
+    expect(up.identityFileExists).toBe(true);
+    expect(calls.find((c) => c.args![0] === 'stack' && c.args![1] === 'output')!.args).toContain('--show-secrets');
+    expect(r.stderr).toMatch(/suite finished with exit code 0/);
+    expect(r.stdout + r.stderr).not.toContain(SECRET);
+    for (const c of calls) expect(c.args!.join(' ')).not.toContain(SECRET);
+    // The throwaway identity is gone.
+    expect([...identityDirs()].filter((d) => !dirsBefore.has(d))).toEqual([]);
+  });
+
+  it("a failing suite: its exit status is e2e's, and the stack is still removed", { timeout: 120_000 }, async () => {
+    sinceLast();
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-red', '--skip-doctor', 'test/scripts/no-such-file.test.ts'], { env, timeoutMs: 110_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/suite finished with exit code 1/);
+    expect(verbs(sinceLast()).slice(-2)).toEqual(['destroy', 'stack rm']);
+  });
+
+  it('the doctor check of the provisioned cluster runs before the suite, and its failure fails e2e', { timeout: 120_000 }, async () => {
+    sinceLast();
+    // The stand-in's connection string points at a closed port: doctor reports the server as FAIL.
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-doctor', 'test/scripts/script-args.test.ts'], { env, timeoutMs: 110_000 });
+    expect(r.stderr).toMatch(/checking the provisioned cluster: mongo-capsule doctor --name e2e/);
+    expect(r.stderr).toMatch(/^FAIL\s+server/m);
+    expect(r.stderr).toMatch(/suite finished with exit code 0/);
+    expect(r.code).toBe(1);
+    expect(verbs(sinceLast()).slice(-2)).toEqual(['destroy', 'stack rm']);
+    expect(r.stdout + r.stderr).not.toContain(SECRET);
+  });
+
+  it('pulumi up fails: no suite, destroy and stack rm, exit 1', { timeout: 60_000 }, async () => {
+    sinceLast();
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-upfail'], { env: { ...env, FAKE_UP: 'fail' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('error: provisioning failed: fake failure');
+    expect(r.stderr).not.toMatch(/running the suite/);
+    expect(verbs(sinceLast()).slice(-3)).toEqual(['up', 'destroy', 'stack rm']);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('SIGTERM during pulumi up: up is cancelled, the stack destroyed and removed, exit 143', { timeout: 60_000 }, async () => {
+    sinceLast();
+    let child: import('node:child_process').ChildProcess | undefined;
+    const running = nodeScript('e2e', ['--stack', 'e2e-flow-sigterm'], { env: { ...env, FAKE_UP: 'hang' }, onSpawn: (c) => (child = c) });
+    const deadline = Date.now() + 30_000;
+    while (!tools.calls().some((c) => c.args?.[0] === 'up' && c.args.includes('e2e-flow-sigterm'))) {
+      if (Date.now() > deadline) throw new Error('pulumi up never started');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    child!.kill('SIGTERM');
+    const r = await running;
+    expect(r.code).toBe(143);
+    expect(r.stderr).toMatch(/SIGTERM: stopping, then tearing the stack down/);
+    expect(tools.calls().some((c) => c.cancelled)).toBe(true);
+    expect(verbs(sinceLast()).slice(-3)).toEqual(['up', 'destroy', 'stack rm']);
+  });
+
+  it('Ctrl-C in a terminal (SIGINT to the whole process group): pulumi up cancels, the teardown still runs, exit 130', { timeout: 60_000 }, async () => {
+    sinceLast();
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/e2e.mjs', '--stack', 'e2e-flow-ctrlc'], {
+      cwd: ROOT,
+      env: { ...env, FAKE_UP: 'hang' },
+      detached: true, // its own process group, like a foreground job in a terminal
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c) => (stderr += c));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const deadline = Date.now() + 30_000;
+    while (!tools.calls().some((c) => c.args?.[0] === 'up' && c.args.includes('e2e-flow-ctrlc'))) {
+      if (Date.now() > deadline) throw new Error('pulumi up never started');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(-child.pid!, 'SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/SIGINT: stopping, then tearing the stack down/);
+    const calls = sinceLast();
+    expect(verbs(calls).slice(-3)).toEqual(['up', 'destroy', 'stack rm']);
+    expect(tools.calls().filter((c) => c.cancelled === 'SIGINT').length).toBeGreaterThan(0);
+  });
+
+  it('a destroy that fails once is retried after a refresh that clears pending creates', { timeout: 60_000 }, async () => {
+    sinceLast();
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-retry'], { env: { ...env, FAKE_UP: 'fail', FAKE_DESTROY: 'fail-once' } });
+    expect(r.code).toBe(1);
+    const calls = sinceLast();
+    expect(verbs(calls).slice(-5)).toEqual(['up', 'destroy', 'refresh', 'destroy', 'stack rm']);
+    expect(calls.find((c) => c.args![0] === 'refresh')!.args).toContain('--clear-pending-creates');
+  });
+
+  it('--keep leaves the stack and says how to remove it', { timeout: 120_000 }, async () => {
+    sinceLast();
+    const dirsBefore = identityDirs();
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-keep', '--keep', '--skip-doctor', 'test/scripts/script-args.test.ts'], { env, timeoutMs: 110_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(verbs(sinceLast())).not.toContain('destroy');
+    expect(r.stderr).toContain('npm run down -- --stack e2e-flow-keep --remove-stack');
+    for (const d of [...identityDirs()].filter((n) => !dirsBefore.has(n))) rmSync(join(tmpdir(), d), { recursive: true, force: true });
+  });
+
+  it('the stand-ins never leave a state directory in the project', () => {
+    expect(existsSync(join(tools.dir, 'state'))).toBe(false);
+  });
+});
