@@ -17,6 +17,8 @@ import { KEYCHAIN_SERVICE, OsKeychain, type Keychain } from '../keys/keychain.ts
 import { KeyManager } from '../keys/manager.ts';
 import { migrateLegacySecret } from '../keys/migrate.ts';
 import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/secret-source.ts';
+import { CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
+import type { CapsuleRepository } from '../keys/capsule-repository.ts';
 import { parseCommandArgs, required } from './args.ts';
 import { setKeychainResolver } from './crypto-commands.ts';
 import { writeFileAtomic } from './files.ts';
@@ -102,9 +104,12 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
           what the keychain holds for the identity (kids only, never secrets); --pub-out writes its public file
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
-  rotate  [--name <identity>] --capsules <dir>... --pub-out <file> [--replace] [--suite <id>] [--verify <pub file>]...
-          new keys for the identity: every *.capsule file in the directories sealed for the old key is re-sealed
-          for the new one, then the old key is retired; an interrupted rotation is finished by running it again
+  rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
+          [--replace] [--suite <id>] [--verify <pub file>]...
+          new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
+          *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
+          MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
+          an interrupted rotation is finished by running it again
   migrate --from <file> [--name <identity>] [--public <file>] [--capsule-out <file>] [--keep-file]
           move a file-based secret into the keychain, verify it, then securely delete the file:
           a secret identity file (keygen --secret-out); a raw NTRU secret key (needs --public: its raw public
@@ -151,6 +156,9 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   const { values } = parseCommandArgs('keys rotate', args, {
     name: { type: 'string' },
     capsules: { type: 'string', multiple: true },
+    cluster: { type: 'boolean' },
+    uri: { type: 'string' },
+    collection: { type: 'string' },
     'pub-out': { type: 'string' },
     replace: { type: 'boolean' },
     suite: { type: 'string' },
@@ -158,7 +166,16 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   });
   const name = values.name ?? 'default';
   const dirs = values.capsules ?? [];
-  if (dirs.length === 0) throw new UsageError('keys rotate: missing --capsules <dir>', 'name every directory that holds capsules sealed for this identity');
+  if ((values.uri !== undefined || values.collection !== undefined) && !values.cluster) {
+    throw new UsageError('keys rotate: --uri and --collection go with --cluster', 'add --cluster to re-seal the capsules stored in the cluster');
+  }
+  const clusterUri = values.cluster ? (values.uri ?? io.env.MONGODB_URI) : undefined;
+  if (values.cluster && (clusterUri === undefined || clusterUri === '')) {
+    throw new UsageError('keys rotate: --cluster needs a connection string', 'set MONGODB_URI (preferred: a password on a command line is visible to other users) or pass --uri');
+  }
+  if (dirs.length === 0 && clusterUri === undefined) {
+    throw new UsageError('keys rotate: missing --capsules <dir> or --cluster', 'name every place that holds capsules sealed for this identity: capsule directories, the cluster, or both');
+  }
   const pubOut = required('keys rotate', values, 'pub-out');
   const manager = new KeyManager({ keychain: await keychainFor(io) });
   const before = await manager.status(name);
@@ -166,11 +183,16 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   const signers = await Promise.all((values.verify ?? []).map(async (p) => decodePublicIdentity(await readFile(p))));
   // Fail before changing anything when the public file cannot be written afterwards.
   if (!values.replace && !before.rotationPending) await checkPublicTarget(pubOut, false, []);
-  const report = await manager.rotate(
-    name,
-    dirs.map((d) => new FileCapsuleRepository(d)),
-    { ...(values.suite ? { suite: values.suite } : {}), signers },
-  );
+  // Connect before the rotation starts: an unreachable cluster must stop it while nothing has changed.
+  const client = clusterUri === undefined ? undefined : await connect(clusterUri, { purpose: 're-sealing the capsules stored in the cluster' });
+  let report;
+  try {
+    const repositories: CapsuleRepository[] = dirs.map((d) => new FileCapsuleRepository(d));
+    if (client !== undefined) repositories.push(new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection }));
+    report = await manager.rotate(name, repositories, { ...(values.suite ? { suite: values.suite } : {}), signers });
+  } finally {
+    await client?.close().catch(() => {});
+  }
   await writePublicFile(pubOut, report.publicIdentity, values.replace === true);
   if (report.resumed) io.stdout.write('finished an interrupted rotation\n');
   if (report.discardedDamagedSlot) io.stdout.write(`discarded a damaged ${report.discardedDamagedSlot} slot left by the interruption (its key was held elsewhere or never used)\n`);

@@ -13,7 +13,7 @@ import { main } from '../../src/cli.ts';
 import type { CliIO } from '../../src/cli/types.ts';
 import { generateCmk, parseCapsule, wrapKey } from '../../src/crypto/capsule.ts';
 import { decodePublicIdentity, encodeSecretIdentity, generateIdentity } from '../../src/crypto/identity.ts';
-import { OsKeychain } from '../../src/keys/keychain.ts';
+import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 
 const SERVICE = `mongo-capsule-test-cli-${randomBytes(6).toString('hex')}`;
@@ -73,18 +73,7 @@ describe('keys CLI without a keychain', () => {
   });
 });
 
-async function keychainReason(): Promise<string | undefined> {
-  if (process.platform === 'linux' && !process.env.DBUS_SESSION_BUS_ADDRESS) return 'no D-Bus session bus: run the tests with `npm test`';
-  try {
-    const k = new OsKeychain({ service: SERVICE });
-    await k.store('probe', new Uint8Array([1, 2, 3]));
-    await k.delete('probe');
-    return undefined;
-  } catch (e) {
-    return e instanceof Error ? e.message : String(e);
-  }
-}
-const reason = await keychainReason();
+const reason = await osKeychainUnavailableReason(SERVICE);
 
 describeIf(reason === undefined, `keys CLI against the OS keychain: ${reason ?? ''}`)('keys CLI against the OS keychain', () => {
   it('init → wrap → unwrap --name → rotate → status → delete', async () => {
