@@ -78,6 +78,10 @@ export default async function benchMongo(): Promise<BenchResult[]> {
           }),
         );
       };
+      // What one field costs (libmongocrypt's context + finalize dominate), to read the insert ratio against.
+      const det = await measure(GROUP, 'explicit encrypt, 1 short string, deterministic', () => enc.encryptDeterministic('user1@example.com', 'det'), { iterations: 2000, warmup: 100 });
+      const rnd = await measure(GROUP, 'explicit encrypt, 1 short string, random', () => enc.encryptRandom('123-45-6789', 'rnd'), { iterations: 2000, warmup: 100 });
+      results.push({ ...det, note: 'per field' }, { ...rnd, note: 'per field' });
       const encInsert = await measure(GROUP, `insert ${BATCH} × 1 KiB docs, 2 encrypted fields (${on})`, async () => encColl.insertMany(await encryptBatch()), { iterations: 20, warmup: 2 });
       // A steady writer overlaps encrypting the next batch with inserting this one (CPU with I/O).
       const ROUNDS = 10;
