@@ -146,7 +146,7 @@ export default async function benchMongo(): Promise<BenchResult[]> {
     );
     rawKey.fill(0);
     results.push(
-      { ...fromCapsule, note: `capsule/raw ${(fromCapsule.medianMs / fromKey.medianMs).toFixed(2)}× (target ≤ 1.2×)` },
+      { ...fromCapsule, note: `capsule/raw ${(fromCapsule.medianMs / fromKey.medianMs).toFixed(2)}× (target ≤ 1.2×); adds a connection to load the capsule + verify + unwrap` },
       { ...fromKey, note: 'baseline' },
     );
     return results;
