@@ -39,10 +39,19 @@ export function mongodCommand(port: number): string[] {
   return ['mongod', '--replSet', REPLICA_SET_NAME, '--keyFile', KEYFILE_PATH, '--bind_ip_all', '--port', String(port)];
 }
 
-/** Docker health check: `ping` needs no credentials, so no secret is ever on this command line. */
+/**
+ * What the health check evaluates: healthy only when the server answering is the replica-set member itself.
+ * A plain `ping` is not enough: on member 0's first start the image's init phase runs a temporary mongod on
+ * 127.0.0.1:27017 without `--replSet` (to create the root user), which would answer a ping on the default port
+ * and report the member healthy while it is about to restart. `hello` needs no credentials, like `ping`, and
+ * shows `isreplicaset` (before initiation) or `setName` (after) only on a server started with `--replSet`.
+ */
+export const HEALTHCHECK_EVAL = 'const h = db.adminCommand({ hello: 1 }); if (!h.setName && !h.isreplicaset) quit(1)';
+
+/** Docker health check: it needs no credentials, so no secret is ever on this command line. */
 export function healthcheckTest(port: number): string[] {
   checkPort('healthcheckTest', port);
-  return ['CMD', 'mongosh', '--quiet', '--port', String(port), '--eval', "db.adminCommand('ping')"];
+  return ['CMD', 'mongosh', '--quiet', '--port', String(port), '--eval', HEALTHCHECK_EVAL];
 }
 
 export const HEALTHCHECK_TIMING = {

@@ -5,7 +5,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { MongoClient } from 'mongodb';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { KEYFILE_LENGTH, KEYFILE_PATH, ROOT_PASSWORD_PATH } from '../../infra/mongod.ts';
+import { HEALTHCHECK_EVAL, KEYFILE_LENGTH, KEYFILE_PATH, ROOT_PASSWORD_PATH } from '../../infra/mongod.ts';
 import { writePublicIdentity, type PublicIdentityFile } from './support/identity.ts';
 import { FAKE_KID, installMocks, one, ofType, promiseOf, secretInput, TYPES, type Registration } from './support/pulumi-mocks.ts';
 
@@ -90,8 +90,8 @@ describe('program, docker mode, 1 member', () => {
     }
   });
 
-  it('checks health with mongosh ping (no credentials) and restarts unless stopped', () => {
-    expect(container().inputs.healthcheck.tests).toEqual(['CMD', 'mongosh', '--quiet', '--port', '27017', '--eval', "db.adminCommand('ping')"]);
+  it('checks health with mongosh hello (no credentials) and restarts unless stopped', () => {
+    expect(container().inputs.healthcheck.tests).toEqual(['CMD', 'mongosh', '--quiet', '--port', '27017', '--eval', HEALTHCHECK_EVAL]);
     expect(container().inputs.restart).toBe('unless-stopped');
     expect(container().inputs.wait).toBe(true);
   });

@@ -5,7 +5,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import { MongoClient } from 'mongodb';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { KEYFILE_PATH, ROOT_PASSWORD_PATH } from '../../infra/mongod.ts';
+import { HEALTHCHECK_EVAL, KEYFILE_PATH, ROOT_PASSWORD_PATH } from '../../infra/mongod.ts';
 import { writePublicIdentity } from './support/identity.ts';
 import { installMocks, one, ofType, promiseOf, secretInput, TYPES, type Registration } from './support/pulumi-mocks.ts';
 
@@ -50,7 +50,7 @@ describe('program, docker mode, 3 members', () => {
       const port = 28017 + i;
       expect(c.inputs.command).toEqual(['mongod', '--replSet', 'rs0', '--keyFile', KEYFILE_PATH, '--bind_ip_all', '--port', String(port)]);
       expect(c.inputs.ports).toEqual([{ internal: port, external: port, ip: '127.0.0.1', protocol: 'tcp' }]);
-      expect(c.inputs.healthcheck.tests).toEqual(['CMD', 'mongosh', '--quiet', '--port', String(port), '--eval', "db.adminCommand('ping')"]);
+      expect(c.inputs.healthcheck.tests).toEqual(['CMD', 'mongosh', '--quiet', '--port', String(port), '--eval', HEALTHCHECK_EVAL]);
       expect(c.inputs.restart).toBe('unless-stopped');
     });
   });

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { buildConnectionString } from '../../infra/connection-string.ts';
 import {
   checkKeyfileContent,
+  HEALTHCHECK_EVAL,
   healthcheckTest,
   KEYFILE_LENGTH,
   KEYFILE_PATH,
@@ -79,10 +80,26 @@ describe('mongod container settings', () => {
     expect(() => mongodCommand(0)).toThrow(InvalidArgumentError);
   });
 
-  it('health check: mongosh ping on the member port, no credentials', () => {
+  it('health check: mongosh on the member port, no credentials', () => {
     const test = healthcheckTest(27019);
-    expect(test).toEqual(['CMD', 'mongosh', '--quiet', '--port', '27019', '--eval', "db.adminCommand('ping')"]);
+    expect(test).toEqual(['CMD', 'mongosh', '--quiet', '--port', '27019', '--eval', HEALTHCHECK_EVAL]);
     expect(test.join(' ')).not.toMatch(/-u\b|--username|--password|-p\b/);
+  });
+
+  it('health check: healthy for a --replSet member before and after initiation, not for the init-phase server', () => {
+    // mongosh evaluates the expression with a synchronous db.adminCommand and a quit(code) that ends it.
+    const healthy = (hello: Record<string, unknown>) => {
+      let code = 0;
+      const quit = (c: number) => {
+        code = c;
+      };
+      new Function('db', 'quit', HEALTHCHECK_EVAL)({ adminCommand: () => hello }, quit);
+      return code === 0;
+    };
+    // What mongod answers in each phase (hello without credentials).
+    expect(healthy({ isWritablePrimary: true, maxWireVersion: 17, ok: 1 })).toBe(false); // image init phase: no --replSet
+    expect(healthy({ isWritablePrimary: false, secondary: false, isreplicaset: true, info: 'Does not have a valid replica set config', ok: 1 })).toBe(true);
+    expect(healthy({ isWritablePrimary: true, setName: 'rs0', hosts: ['localhost:27017'], ok: 1 })).toBe(true);
   });
 
   it('environment: the root user only on member 0, the password by file', () => {
