@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { FileNotFoundError, InsecureFilePermissionsError, InvalidArgumentError } from '../errors.ts';
 import type { CapsuleRepository, StoredCapsule } from './capsule-repository.ts';
 import { equalBytes } from './keychain.ts';
-import { syncDirectory } from './secure-file.ts';
+import { syncDirectory } from '../files.ts';
 
 export const CAPSULE_FILE_EXTENSION = '.capsule';
 

@@ -46,7 +46,8 @@ import {
 } from '../errors.ts';
 import { equalBytes, type Keychain } from './keychain.ts';
 import { KeyManager, slotAccount } from './manager.ts';
-import { checkDeletable, secureDelete, writeNewFileAtomic } from './secure-file.ts';
+import { writeFileAtomic } from '../files.ts';
+import { checkDeletable, secureDelete } from './secure-file.ts';
 
 /** Raw NTRU secret key lengths of the prototype's parameter sets, with their suite ids. */
 export const LEGACY_NTRU_SECRET_KEYS: ReadonlyArray<{ secretKey: number; publicKey: number; suite: string }> = [
@@ -270,7 +271,7 @@ async function migrateRawCmk(path: string, data: Uint8Array, options: MigrateOpt
     const publicIdentity = toPublicIdentity(identity);
     manager.clearCache();
     parseCapsule(capsule);
-    await writeNewFileAtomic(options.capsuleOut, capsule, 0o644);
+    await writeFileAtomic(options.capsuleOut, capsule, { mode: 0o644 });
     // Open the capsule with what the keychain holds now, from the file just written.
     opened = await manager.unwrap(new Uint8Array(await readFile(options.capsuleOut)), name);
     if (!equalBytes(opened, cmk)) {

@@ -1,30 +1,17 @@
 /**
- * File helpers for secret material: secure deletion of a legacy key file, and atomic, no-clobber creation
- * of new files (capsules written by a migration).
+ * Secure deletion of a legacy key file (atomic, no-clobber writes are in src/files.ts).
  *
  * Secure deletion overwrites the file's bytes in place with random data, fsyncs, truncates, unlinks and
  * fsyncs the directory. One pass is enough for magnetic media; no number of passes is a guarantee on SSDs
  * (wear levelling), copy-on-write or journaling filesystems, snapshots or backups. It removes the copy that
  * the file system shows; treat a key that lived in a plaintext file as exposed and rotate it.
  */
-import { randomBytes, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, lstat, open, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { FileExistsError, FileNotFoundError, InsecureFilePermissionsError } from '../errors.ts';
-
-/** fsync a directory so that a rename, link or unlink in it is durable (skipped where unsupported). */
-export async function syncDirectory(dir: string): Promise<void> {
-  let h;
-  try {
-    h = await open(dir, constants.O_RDONLY);
-    await h.sync();
-  } catch {
-    /* best effort: not every platform can open a directory */
-  } finally {
-    await h?.close().catch(() => undefined);
-  }
-}
+import { lstat, open, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { FileNotFoundError, InsecureFilePermissionsError } from '../errors.ts';
+import { syncDirectory } from '../files.ts';
 
 /**
  * Checks that `path` can be securely deleted: a regular file (not a symbolic link, whose target would be
@@ -68,36 +55,5 @@ export async function secureDelete(path: string): Promise<void> {
     await handle.close();
   }
   await unlink(path);
-  await syncDirectory(dirname(path));
-}
-
-/** Create `path` with `data` atomically (temp file, fsync, link), never replacing an existing file. */
-export async function writeNewFileAtomic(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  let handle;
-  try {
-    handle = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FileNotFoundError(dirname(path), 'the output directory does not exist; create it first');
-    throw e;
-  }
-  try {
-    await handle.writeFile(data);
-    await handle.chmod(mode);
-    await handle.sync();
-  } catch (e) {
-    await handle.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await handle.close();
-  try {
-    await link(tmp, path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new FileExistsError(path);
-    throw e;
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
   await syncDirectory(dirname(path));
 }
