@@ -20,6 +20,7 @@ import {
   runPulumi,
   stackConfig,
 } from './lib/pulumi.mjs';
+import { checkExternalUri } from '../infra/config.ts';
 import { integerOption, parseScriptArgs, runScript, ScriptUsageError, userPath } from './lib/script-args.mjs';
 
 const USAGE = `Usage: npm run up -- [options]
@@ -32,6 +33,9 @@ for your identity. Re-running changes nothing when nothing changed. Undo with \`
   --pub <file>                its public file (default <identity>.pub.json in the project, written from the
                               keychain when missing). --name or --pub set mongo-capsule:publicKeyPath; without
                               them the stack keeps its own (default default.pub.json, identity "default")
+  --external                  provision the existing cluster in MONGODB_URI (Atlas, self-hosted) instead of running
+                              one in Docker: sets mongo-capsule:mode external and mongo-capsule:uri (a stack secret,
+                              passed to pulumi on stdin, never on a command line); needs no Docker engine
   --members <1|3>             replica-set members (stack config mongo-capsule:members)
   --base-port <port>          host port of member 0 (stack config mongo-capsule:basePort)
   --show-connection-string    also print the connection string (it holds the root password); alias --show-secrets
@@ -40,7 +44,7 @@ for your identity. Re-running changes nothing when nothing changed. Undo with \`
   --verbose                   show pulumi's own progress instead of a spinner (default when CI=true)
   --dry-run                   print what would run, change nothing
 
-A stack in external mode (an existing cluster such as Atlas; see docs/infra.md) needs no Docker engine.
+A stack in external mode (--external once; see docs/infra.md) needs no Docker engine afterwards either.
 
 Environment: PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE_FILE (defaults: .pulumi-state/ in the project),
 MONGO_CAPSULE_SECRET_IDENTITY_FILE (CI without a keychain; see docs/ci.md).`;
@@ -49,6 +53,7 @@ const OPTIONS = {
   stack: { type: 'string' },
   name: { type: 'string' },
   pub: { type: 'string' },
+  external: { type: 'boolean' },
   members: { type: 'string' },
   'base-port': { type: 'string' },
   'show-connection-string': { type: 'boolean' },
@@ -105,20 +110,37 @@ async function main() {
   const showSecrets = values['show-connection-string'] === true || values['show-secrets'] === true;
   const stream = values.verbose === true || process.env.CI === 'true';
 
+  const external = values.external === true;
+  if (external && outputsOnly) throw new ScriptUsageError('up: --external changes the stack; it does not go with --outputs-only');
+  if (external && (members !== undefined || basePort !== undefined)) {
+    throw new ScriptUsageError('up: --members and --base-port describe a cluster in Docker; an external cluster has its own');
+  }
+  const externalUri = external ? process.env.MONGODB_URI : undefined;
+  if (external) {
+    if (externalUri === undefined || externalUri === '') {
+      throw new ScriptUsageError('up: --external needs the cluster\'s connection string in MONGODB_URI (it is stored as a stack secret, never put on a command line)');
+    }
+    checkExternalUri(externalUri);
+  }
+
   const config = [];
+  if (external) config.push(['mode', 'external']);
   if (members !== undefined) config.push(['members', members]);
   if (basePort !== undefined) config.push(['basePort', basePort]);
+  // Set like the others, but its value (credentials) goes to pulumi on stdin.
+  const secretConfig = external ? [['uri', externalUri]] : [];
 
   if (values['dry-run']) {
     const { name, pubFile } = await recipient(values, stack, { lookup: false });
     const pathConfig = values.name !== undefined || values.pub !== undefined ? [['publicKeyPath', shown(pubFile)]] : [];
     const backend = describeBackend();
     const steps = [
-      `check prerequisites: Node.js, OS keychain with identity "${name}", Docker engine, Pulumi CLI`,
+      `check prerequisites: Node.js, OS keychain with identity "${name}", ${external ? '' : 'Docker engine, '}Pulumi CLI`,
       existsSync(pubFile) ? `use the public identity ${shown(pubFile)}` : `write the public identity ${shown(pubFile)} from the keychain`,
       `state: ${backend.state}; secrets: ${backend.secrets}`,
       displayCommand(pulumiArgs.select(stack)),
       ...[...pathConfig, ...config].map(([k, v]) => displayCommand(pulumiArgs.configSet(stack, k, v))),
+      ...secretConfig.map(([k]) => `${displayCommand(pulumiArgs.configSetSecret(stack, k))}  (value from MONGODB_URI, on stdin)`),
       displayCommand(pulumiArgs.up(stack)),
       displayCommand(pulumiArgs.outputs(stack, showSecrets)),
     ];
@@ -129,7 +151,7 @@ async function main() {
 
   // 1. Prerequisites, all of them, before anything is created. The identity to look for is the one named in the
   //    public file the stack uses, so the stack's own configuration is read first when no flag says otherwise.
-  const checks = await dropDockerIfExternal(await checkPrerequisites(outputsOnly ? ['node', 'pulumi'] : ['node', 'docker', 'pulumi']), stack);
+  const checks = await dropDockerIfExternal(await checkPrerequisites(outputsOnly || external ? ['node', 'pulumi'] : ['node', 'docker', 'pulumi']), stack);
   const pulumiOk = checks.find((c) => c.id === 'pulumi')?.ok === true;
   const { name, pubFile } = await recipient(values, stack, { lookup: pulumiOk && !outputsOnly });
   if (!outputsOnly) {
@@ -166,9 +188,10 @@ async function main() {
   const steps = [
     [`selecting stack ${stack}`, pulumiArgs.select(stack)],
     ...config.map(([k, v]) => [`setting ${k}`, pulumiArgs.configSet(stack, k, v)]),
+    ...secretConfig.map(([k, v]) => [`setting ${k} (secret)`, pulumiArgs.configSetSecret(stack, k), v]),
   ];
-  if (!outputsOnly) steps.push([`pulumi up (stack ${stack}): containers, replica set, root user, capsule, data key`, pulumiArgs.up(stack)]);
-  for (const [title, args] of steps) {
+  if (!outputsOnly) steps.push([`pulumi up (stack ${stack}): ${external ? 'capsule and data key in the existing cluster' : 'containers, replica set, root user, capsule, data key'}`, pulumiArgs.up(stack)]);
+  for (const [title, args, input] of steps) {
     const slow = args[0] === 'up';
     try {
       if (slow && stream) {
@@ -177,7 +200,7 @@ async function main() {
       } else if (slow) {
         await withSpinner(`${title}…`, () => runPulumi(args, { env }));
       } else {
-        await runPulumi(args, { env, quiet: true });
+        await runPulumi(args, { env, quiet: true, ...(input === undefined ? {} : { input }) });
       }
     } catch (e) {
       log(`up: ${title} failed:`);

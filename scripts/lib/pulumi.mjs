@@ -26,6 +26,8 @@ const FAILURE_TAIL_LINES = 40;
 export const pulumiArgs = {
   select: (stack) => [...selectStackArgs(stack), '--non-interactive'],
   configSet: (stack, key, value) => ['config', 'set', '--stack', stack, '--non-interactive', `${CONFIG_NAMESPACE}:${key}`, '--', String(value)],
+  // The value comes on stdin (pulumi reads a non-terminal stdin to its end), so it never appears in an argument.
+  configSetSecret: (stack, key) => ['config', 'set', '--stack', stack, '--non-interactive', '--secret', `${CONFIG_NAMESPACE}:${key}`],
   configGet: (stack, key) => ['config', 'get', '--stack', stack, '--non-interactive', `${CONFIG_NAMESPACE}:${key}`],
   up: (stack) => ['up', '--stack', stack, '--yes', '--skip-preview', '--non-interactive'],
   outputs: (stack, showSecrets = false) => ['stack', 'output', '--stack', stack, '--json', '--non-interactive', ...(showSecrets ? ['--show-secrets'] : [])],
@@ -88,12 +90,13 @@ export function displayCommand(args) {
  * is kept for results such as `up --json`); otherwise the
  * output is captured (for a spinner) and, on failure, its last lines are attached as `e.stderr` so the caller's
  * usual `e.stderr?.trim() || e.message` shows the diagnostics. `detached` runs it in its own process group, out of
- * reach of a terminal's Ctrl-C (for teardown steps that must finish).
+ * reach of a terminal's Ctrl-C (for teardown steps that must finish). `input` is written to its stdin (secrets).
  * @returns {import('zx').ProcessPromise}
  */
-export function runPulumi(args, { env = {}, stream = false, quiet = false, detached = false } = {}) {
-  const options = { cwd: ROOT, env: { ...process.env, ...env }, quiet: quiet || !stream, detached, stdio: stream ? ['ignore', 2, 2] : ['ignore', 'pipe', 'pipe'] };
-  return $(options)`pulumi ${args}`;
+export function runPulumi(args, { env = {}, stream = false, quiet = false, detached = false, input } = {}) {
+  const stdin = input === undefined ? 'ignore' : 'pipe';
+  const options = { cwd: ROOT, env: { ...process.env, ...env }, quiet: quiet || !stream, detached, stdio: stream ? [stdin, 2, 2] : [stdin, 'pipe', 'pipe'] };
+  return input === undefined ? $(options)`pulumi ${args}` : $({ ...options, input })`pulumi ${args}`;
 }
 
 /** The last lines of what a captured pulumi run printed, for a failure message. */

@@ -60,6 +60,40 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     expect(r.stderr).not.toMatch(STACK_FRAME);
   });
 
+  it('up --external: mode and the URI as a stack secret on stdin, no Docker engine needed, the URI never shown', async () => {
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('up', ['--pub', pub, '--external'], { env: { ...env, MONGODB_URI: SECRET_URI, FAKE_DOCKER: 'down' } });
+    expect(r.code, r.stderr).toBe(0);
+    const calls = pulumiCalls(tools).slice(before);
+    expect(verbs(calls)).toEqual(['version', 'stack select', 'config set', 'config set', 'config set', 'up', 'stack output']);
+    expect(calls[3]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', 'mongo-capsule:mode', '--', 'external']);
+    expect(calls[4]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', '--secret', 'mongo-capsule:uri']);
+    expect(calls[4]!.stdin).toBe(SECRET_URI);
+    for (const c of calls) expect(c.args!.join(' ')).not.toContain(SECRET);
+    expect(r.stdout + r.stderr).not.toContain(SECRET);
+  });
+
+  it('up --external refuses a missing MONGODB_URI and Docker-only options, before running anything', async () => {
+    const before = pulumiCalls(tools).length;
+    const noUri = { ...env };
+    delete noUri.MONGODB_URI;
+    for (const [args, extra, message] of [
+      [['--external'], noUri, /--external needs the cluster's connection string in MONGODB_URI/],
+      [['--external', '--members', '3'], { ...env, MONGODB_URI: SECRET_URI }, /--members and --base-port describe a cluster in Docker/],
+    ] as const) {
+      const r = await nodeScript('up', [...args], { env: extra });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toContain(SECRET);
+    }
+    const dry = await nodeScript('up', ['--external', '--dry-run'], { env: { ...env, MONGODB_URI: SECRET_URI } });
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('pulumi config set --stack dev --non-interactive --secret mongo-capsule:uri  (value from MONGODB_URI, on stdin)');
+    expect(dry.stdout).not.toMatch(/Docker engine/);
+    expect(dry.stdout + dry.stderr).not.toContain(SECRET);
+    expect(pulumiCalls(tools).length).toBe(before);
+  });
+
   it('up --json --show-connection-string: outputs as JSON on stdout, progress (CI streams pulumi) on stderr only', async () => {
     const r = await nodeScript('up', ['--pub', pub, '--json', '--show-connection-string'], { env: { ...env, CI: 'true' } });
     expect(r.code, r.stderr).toBe(0);

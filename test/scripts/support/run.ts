@@ -69,8 +69,10 @@ const FAKE_PULUMI = `#!/usr/bin/env node
 const fs = require('node:fs');
 const args = process.argv.slice(2);
 const env = process.env;
+// A config value not given as an argument is read from stdin, as pulumi does; record it to check what was sent.
+const stdin = args[0] === 'config' && args[1] === 'set' && !args.includes('--') ? fs.readFileSync(0, 'utf8') : undefined;
 fs.appendFileSync(env.FAKE_LOG, JSON.stringify({
-  tool: 'pulumi', args,
+  tool: 'pulumi', args, stdin,
   backend: env.PULUMI_BACKEND_URL ?? null,
   passphraseFile: env.PULUMI_CONFIG_PASSPHRASE_FILE ?? null,
   identityFile: env.MONGO_CAPSULE_SECRET_IDENTITY_FILE ?? null,
@@ -116,7 +118,7 @@ export interface FakeTools {
   log: string;
   /** Environment for a script run: the stand-ins first on PATH, state and passphrase in the temp dir. */
   env(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
-  calls(): Array<{ tool: string; args?: string[]; cancelled?: string; backend?: string | null; passphraseFile?: string | null; identityFile?: string | null; identityFileExists?: boolean }>;
+  calls(): Array<{ tool: string; args?: string[]; stdin?: string; cancelled?: string; backend?: string | null; passphraseFile?: string | null; identityFile?: string | null; identityFileExists?: boolean }>;
 }
 
 export function fakeTools(): FakeTools {
