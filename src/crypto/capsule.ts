@@ -30,10 +30,11 @@ import {
   CapsuleFormatError,
   InvalidArgumentError,
   InvalidKeyLengthError,
+  MongoCapsuleError,
   SignatureInvalidError,
   SignerUnknownError,
 } from '../errors.ts';
-import { checkBytes, getSuite, hasSuite } from './kem.ts';
+import { checkBytes, getSuite, hasSuite, type Encapsulation, type KemSuite } from './kem.ts';
 import { computeKid, KID_BYTES, SIGNATURE_ALGORITHM, type PublicIdentity, type SecretIdentity, type SignerPublic } from './identity.ts';
 
 /** Length of the CSFLE local master key that capsules carry. */
@@ -49,6 +50,8 @@ const HKDF_INFO_PREFIX = 'mongo-capsule/v1/cmk';
 const SIGNATURE_CONTEXT = new TextEncoder().encode('mongo-capsule/v1');
 const CAPSULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
 const SUITE_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** The latest time a JavaScript Date can hold (ms since 1970): a creation time beyond it could not be shown. */
+const MAX_CREATED_MS = 8_640_000_000_000_000n;
 
 export interface CapsuleHeader {
   version: number;
@@ -118,6 +121,18 @@ function deriveKeyIv(sharedSecret: Uint8Array, aad: Uint8Array): { key: Buffer; 
   return { key, iv };
 }
 
+/** Encapsulate, turning the KEM's own rejection of a malformed public key into a typed error. */
+function encapsulateTo(op: string, suite: KemSuite, publicKey: Uint8Array, randomness?: Uint8Array): Encapsulation {
+  try {
+    return suite.encapsulate(publicKey, randomness);
+  } catch (e) {
+    if (e instanceof MongoCapsuleError) throw e;
+    throw new InvalidArgumentError(`${op}: the ${suite.id} public key is not a valid key for its suite`, {
+      hint: 'the public identity file is damaged; write it again with `mongo-capsule keys status --pub-out <file>`',
+    });
+  }
+}
+
 /**
  * Seal a 96-byte CMK for `recipient`. Returns the canonical capsule bytes.
  * @example
@@ -144,6 +159,10 @@ export function wrapKey(cmk: Uint8Array, recipient: Pick<PublicIdentity, 'suite'
   const signer = options.signer;
   if (signer !== undefined) {
     checkBytes(op, 'signer secret key', signer.signerSecretKey, ml_dsa87.lengths.secretKey);
+    checkBytes(op, 'signer public key', signer.signer?.publicKey, ml_dsa87.lengths.publicKey);
+    if (signer.signer.kid !== computeKid(SIGNATURE_ALGORITHM, signer.signer.publicKey)) {
+      throw new InvalidArgumentError(`${op}: signer kid does not match its public key`);
+    }
   }
 
   const nameBytes = Buffer.from(options.name, 'ascii');
@@ -161,7 +180,7 @@ export function wrapKey(cmk: Uint8Array, recipient: Pick<PublicIdentity, 'suite'
   head.writeBigUInt64BE(BigInt(ms), o), (o += 8);
   if (signer) head.write(signer.signer.kid, o, 'hex'), (o += KID_BYTES);
 
-  const { cipherText, sharedSecret } = suite.encapsulate(recipient.publicKey, options.encapsRandomness);
+  const { cipherText, sharedSecret } = encapsulateTo(op, suite, recipient.publicKey, options.encapsRandomness);
   let key: Buffer | undefined;
   let iv: Buffer | undefined;
   try {
@@ -178,6 +197,13 @@ export function wrapKey(cmk: Uint8Array, recipient: Pick<PublicIdentity, 'suite'
       context: SIGNATURE_CONTEXT,
       ...(options.deterministicSignature ? { extraEntropy: false as const } : {}),
     });
+    // A secret key that does not belong to the signer's public key would yield a capsule nobody can verify,
+    // and so a CMK nobody can use: check before anything is stored.
+    if (!ml_dsa87.verify(signature, body, signer.signer.publicKey, { context: SIGNATURE_CONTEXT })) {
+      throw new InvalidArgumentError(`${op}: the signer's secret key does not match its public key`, {
+        hint: 'the secret identity is damaged; restore it from the keychain or a backup',
+      });
+    }
     return new Uint8Array(Buffer.concat([body, signature]));
   } finally {
     sharedSecret.fill(0);
@@ -232,7 +258,7 @@ export function parseCapsule(bytes: Uint8Array): ParsedCapsule {
   need(8, 'creation time');
   const created = buf.readBigUInt64BE(o);
   o += 8;
-  if (created > BigInt(Number.MAX_SAFE_INTEGER)) fail('creation time out of range');
+  if (created > MAX_CREATED_MS) fail('creation time out of range');
 
   let signerKid: string | null = null;
   if (signed) {
@@ -295,7 +321,15 @@ function verifySignature(parsed: ParsedCapsule, trusted: ReadonlyArray<SignerPub
 export function openParsedCapsule(parsed: ParsedCapsule, kemSecretKey: Uint8Array): Uint8Array {
   const suite = getSuite(parsed.header.suite);
   checkBytes('openParsedCapsule', 'KEM secret key', kemSecretKey, suite.lengths.secretKey);
-  const sharedSecret = suite.decapsulate(parsed.kemCipherText, kemSecretKey);
+  let sharedSecret: Uint8Array;
+  try {
+    sharedSecret = suite.decapsulate(parsed.kemCipherText, kemSecretKey);
+  } catch (e) {
+    // Implicit rejection covers most tampering; what a KEM still refuses outright (X-Wing: a low-order X25519
+    // point) is the same failure to the caller.
+    if (e instanceof MongoCapsuleError) throw e;
+    throw new CapsuleAuthError();
+  }
   let key: Buffer | undefined;
   let iv: Buffer | undefined;
   try {
@@ -311,8 +345,12 @@ export function openParsedCapsule(parsed: ParsedCapsule, kemSecretKey: Uint8Arra
       head.fill(0);
       throw new CapsuleAuthError();
     }
-    const cmk = new Uint8Array(Buffer.concat([head, tail]));
+    // Assembled in memory of its own: Buffer.concat would leave a copy in Node's shared allocation pool.
+    const cmk = new Uint8Array(CMK_LENGTH);
+    cmk.set(head);
+    cmk.set(tail, head.length);
     head.fill(0);
+    tail.fill(0);
     return cmk;
   } finally {
     sharedSecret.fill(0);
@@ -420,7 +458,9 @@ export function capsuleFromDocument(doc: unknown, allowFields: readonly string[]
   let bytes: Uint8Array;
   if (raw instanceof Uint8Array) bytes = Uint8Array.from(raw);
   else if (typeof raw === 'object' && raw !== null && 'buffer' in raw && (raw as { buffer: unknown }).buffer instanceof Uint8Array) {
-    // A BSON Binary (its `buffer` holds the bytes) without importing bson into the crypto core.
+    // A BSON Binary (its `buffer` holds the bytes) without importing bson into the crypto core. Only the generic
+    // subtype 0 that capsuleToDocument's bytes are stored as, so that one capsule has one document form.
+    if ((raw as { sub_type?: unknown }).sub_type !== 0) fail('field bytes must be binary of subtype 0');
     bytes = Uint8Array.from((raw as { buffer: Uint8Array }).buffer);
   } else fail('field bytes must be binary');
   const expected = capsuleToDocument(bytes!);

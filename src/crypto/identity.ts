@@ -11,10 +11,10 @@
  *
  * Decoding is strict: unknown fields, wrong lengths, or a kid that does not match the keys are rejected.
  */
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { ml_dsa87 } from '@noble/post-quantum/ml-dsa.js';
 import { IdentityFormatError, InvalidArgumentError } from '../errors.ts';
-import { DEFAULT_SUITE, getSuite } from './kem.ts';
+import { DEFAULT_SUITE, getSuite, type KemSuite } from './kem.ts';
 
 export const SIGNATURE_ALGORITHM = 'ml-dsa-87';
 export const KID_BYTES = 16;
@@ -138,11 +138,16 @@ function fromB64(op: string, field: string, value: unknown, length?: number): Ui
   if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0) {
     throw new IdentityFormatError(`${op}: field ${field} must be base64`);
   }
-  const bytes = new Uint8Array(Buffer.from(value, 'base64'));
-  if (b64(bytes) !== value) throw new IdentityFormatError(`${op}: field ${field} is not canonical base64`);
-  if (length !== undefined && bytes.length !== length) {
-    throw new IdentityFormatError(`${op}: field ${field} must decode to ${length} bytes, got ${bytes.length}`);
-  }
+  // Decoded into memory of its own: Buffer.from(…, 'base64') would leave a copy of a secret field in Node's
+  // shared allocation pool, out of reach of wipeSecretIdentity.
+  const decoded = Buffer.alloc(Buffer.byteLength(value, 'base64'));
+  const bytes = new Uint8Array(decoded.buffer, decoded.byteOffset, decoded.write(value, 'base64'));
+  const fail = (message: string): never => {
+    bytes.fill(0);
+    throw new IdentityFormatError(message);
+  };
+  if (b64(bytes) !== value) fail(`${op}: field ${field} is not canonical base64`);
+  if (length !== undefined && bytes.length !== length) fail(`${op}: field ${field} must decode to ${length} bytes, got ${bytes.length}`);
   return bytes;
 }
 
@@ -159,7 +164,8 @@ function expectObject(op: string, where: string, value: unknown, keys: readonly 
 }
 
 function parseJson(op: string, text: string | Uint8Array): unknown {
-  const s = typeof text === 'string' ? text : Buffer.from(text).toString('utf8');
+  // TextDecoder reads the bytes in place; Buffer.from would copy a secret identity into the shared pool.
+  const s = typeof text === 'string' ? text : new TextDecoder().decode(text);
   try {
     return JSON.parse(s);
   } catch {
@@ -218,7 +224,23 @@ export function decodePublicIdentity(text: string | Uint8Array): PublicIdentity 
   };
   if (doc.kid !== id.kid) throw new IdentityFormatError(`${op}: kid does not match the public key`);
   if (s.kid !== id.signer.kid) throw new IdentityFormatError(`${op}: signer kid does not match the signer public key`);
+  checkKemAccepts(op, suite, publicKey);
   return id;
+}
+
+/**
+ * A trial encapsulation: the KEM's own validation of a public key (FIPS 203's modulus check for ML-KEM, a
+ * non-low-order X25519 point for X-Wing), so that a damaged key fails when the file is read, not when it is used.
+ */
+function checkKemAccepts(op: string, suite: KemSuite, publicKey: Uint8Array): void {
+  if (!suite.available()) return; // the native addon is missing; any use reports that more usefully
+  let probe;
+  try {
+    probe = suite.encapsulate(publicKey);
+  } catch {
+    throw new IdentityFormatError(`${op}: the ${suite.id} public key is not a valid key for its suite (the file is damaged)`);
+  }
+  probe.sharedSecret.fill(0);
 }
 
 /** JSON text holding the secret identity. Handle it like a private key. */
@@ -256,31 +278,43 @@ export function decodeSecretIdentity(text: string | Uint8Array): SecretIdentity 
   const s = expectObject(op, 'signer', doc.signer, ['algorithm', 'kid', 'seed']);
   if (s.algorithm !== SIGNATURE_ALGORITHM) throw new IdentityFormatError(`${op}: unsupported signer algorithm ${JSON.stringify(s.algorithm)}`);
   const signerSeed = fromB64(op, 'signer.seed', s.seed, 32);
+  const decoded: Uint8Array[] = [signerSeed];
+  try {
+    return decodeSecretKeys(op, doc, suite, signerSeed, decoded);
+  } catch (e) {
+    for (const b of decoded) b.fill(0);
+    throw e;
+  }
+}
+
+/** The keys of a secret identity from its decoded document; everything decoded is pushed to `decoded`. */
+function decodeSecretKeys(op: string, doc: Record<string, unknown>, suite: KemSuite, signerSeed: Uint8Array, decoded: Uint8Array[]): SecretIdentity {
+  const s = doc.signer as Record<string, unknown>;
+  checkIdentityName(op, doc.name);
   let id: SecretIdentity;
   if (suite.lengths.seed !== undefined) {
     const k = expectObject(op, 'kem', doc.kem, ['seed']);
     const kemSeed = fromB64(op, 'kem.seed', k.seed, suite.lengths.seed);
+    decoded.push(kemSeed);
     const kp = suite.keygen(kemSeed);
-    id = assembleSecret(doc.name, suiteId, kemSeed, kp.publicKey, kp.secretKey, signerSeed);
+    decoded.push(kp.secretKey);
+    id = assembleSecret(doc.name, suite.id, kemSeed, kp.publicKey, kp.secretKey, signerSeed);
   } else {
     const k = expectObject(op, 'kem', doc.kem, ['secretKey', 'publicKey']);
     const secretKey = fromB64(op, 'kem.secretKey', k.secretKey, suite.lengths.secretKey);
+    decoded.push(secretKey);
     const publicKey = fromB64(op, 'kem.publicKey', k.publicKey, suite.lengths.publicKey);
     // Without a seed the public key cannot be re-derived, so prove the pair belongs together instead.
     const probe = suite.encapsulate(publicKey);
     const back = suite.decapsulate(probe.cipherText, secretKey);
-    const matches = Buffer.from(back).equals(Buffer.from(probe.sharedSecret));
+    const matches = back.length === probe.sharedSecret.length && timingSafeEqual(back, probe.sharedSecret);
     probe.sharedSecret.fill(0);
     back.fill(0);
-    if (!matches) {
-      secretKey.fill(0);
-      signerSeed.fill(0);
-      throw new IdentityFormatError(`${op}: the KEM secret key does not match its public key; the secret identity is damaged`);
-    }
-    id = assembleSecret(doc.name, suiteId, undefined, publicKey, secretKey, signerSeed);
+    if (!matches) throw new IdentityFormatError(`${op}: the KEM secret key does not match its public key; the secret identity is damaged`);
+    id = assembleSecret(doc.name, suite.id, undefined, publicKey, secretKey, signerSeed);
   }
+  decoded.push(id.signerSecretKey);
   if (doc.kid !== id.kid || s.kid !== id.signer.kid) {
-    wipeSecretIdentity(id);
     throw new IdentityFormatError(`${op}: stored kid does not match the keys; the secret identity is damaged`);
   }
   return id;

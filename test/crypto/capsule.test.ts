@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   CMK_LENGTH,
   capsuleFromDocument,
+  computeKid,
+  decodePublicIdentity,
+  encodePublicIdentity,
   capsuleToDocument,
   describeCapsule,
   generateCmk,
@@ -17,6 +20,7 @@ import {
 import {
   CapsuleAuthError,
   CapsuleFormatError,
+  IdentityFormatError,
   InvalidArgumentError,
   InvalidKeyLengthError,
   MongoCapsuleError,
@@ -218,6 +222,12 @@ describe('document encoding', () => {
     const doc = { ...capsuleToDocument(capsule), bytes: { buffer: Uint8Array.from(capsule), sub_type: 0 } };
     expect(capsuleFromDocument(doc)).toEqual(capsule);
   });
+  it('accepts binary of subtype 0 only, so that a capsule has one document form', () => {
+    for (const sub_type of [4, 6, undefined]) {
+      const doc = { ...capsuleToDocument(capsule), bytes: { buffer: Uint8Array.from(capsule), sub_type } };
+      expect(() => capsuleFromDocument(doc)).toThrow(/subtype 0/);
+    }
+  });
   it('rejects header fields that disagree with the bytes, and unknown fields', () => {
     const doc = capsuleToDocument(capsule);
     expect(() => capsuleFromDocument({ ...doc, name: 'other' })).toThrow(/name does not match/);
@@ -239,5 +249,65 @@ describe('inspect', () => {
       expect(text).not.toContain(Buffer.from(secret).toString('hex').slice(0, 16));
       expect(text).not.toContain(Buffer.from(secret).toString('base64').slice(0, 16));
     }
+  });
+});
+
+describe('inputs a KEM or a Date refuses outright', () => {
+  it('x-wing: a low-order X25519 point in the ciphertext is "wrong key or tampered capsule", not an untyped error', () => {
+    const { id, capsule } = fixture('x-wing', false);
+    const { kemCipherText } = parseCapsule(capsule);
+    const xAt = kemCipherText.byteOffset - capsule.byteOffset + kemCipherText.length - 32;
+    for (const point of [new Uint8Array(32), Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 0))]) {
+      const tampered = Uint8Array.from(capsule);
+      tampered.set(point, xAt);
+      expect(() => unwrapKey(tampered, id)).toThrow(CapsuleAuthError);
+    }
+  });
+
+  it('a public key the KEM rejects is a typed error when read and when wrapped for', () => {
+    const id = generateIdentity('ml-kem-768');
+    const pub = toPublicIdentity(id);
+    // FIPS 203 modulus check: a coefficient of 0xfff (>= q) cannot come from a valid encoding.
+    const bad = Uint8Array.from(pub.publicKey);
+    bad[0] = 0xff;
+    bad[1] = 0x0f;
+    const badPub = { ...pub, publicKey: bad, kid: computeKid(pub.suite, bad) };
+    expect(() => wrapKey(generateCmk(), badPub, { name: 'x' })).toThrow(InvalidArgumentError);
+    expect(() => decodePublicIdentity(encodePublicIdentity(badPub))).toThrow(IdentityFormatError);
+  });
+
+  it('a signer whose kid or secret key does not belong to its public key is refused before anything is sealed', () => {
+    const a = generateIdentity('ml-kem-768');
+    const b = generateIdentity('ml-kem-768');
+    const pub = toPublicIdentity(a);
+    expect(() => wrapKey(generateCmk(), pub, { name: 'x', signer: { ...a, signer: { ...a.signer, kid: 'not-hex' } } })).toThrow(/signer kid does not match/);
+    expect(() => wrapKey(generateCmk(), pub, { name: 'x', signer: { ...a, signerSecretKey: b.signerSecretKey } })).toThrow(/secret key does not match its public key/);
+  });
+
+  it('a creation time beyond what a Date holds is a format error', () => {
+    const { capsule } = fixture('ml-kem-768', false);
+    const { header, aad, kemCipherText } = parseCapsule(capsule);
+    const timeAt = aad.length - kemCipherText.length - 2 - 8 - (header.signed ? 16 : 0);
+    const tampered = Uint8Array.from(capsule);
+    new DataView(tampered.buffer).setBigUint64(timeAt, 8_640_000_000_000_001n);
+    expect(() => parseCapsule(tampered)).toThrow(/creation time out of range/);
+    new DataView(tampered.buffer).setBigUint64(timeAt, 8_640_000_000_000_000n);
+    expect(parseCapsule(tampered).header.createdAt.getTime()).toBe(8_640_000_000_000_000);
+  });
+
+  it('no copy of the CMK stays behind in Node\'s shared Buffer pool after unwrap', () => {
+    const id = generateIdentity('ml-kem-768');
+    const cmk = generateCmk();
+    const needle = Buffer.alloc(32); // alloc, unlike from(), never takes memory from the pool
+    needle.set(cmk.subarray(0, 32));
+    const capsule = wrapKey(cmk, toPublicIdentity(id), { name: 'x' });
+    const out = unwrapKey(capsule, id);
+    const view = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength); // no copy
+    expect(view(out).equals(view(cmk))).toBe(true);
+    out.fill(0);
+    // The pool is the ArrayBuffer that small unsafe allocations are carved from.
+    const pool = Buffer.from(Buffer.allocUnsafe(1).buffer);
+    expect(pool.indexOf(needle)).toBe(-1);
+    cmk.fill(0);
   });
 });

@@ -65,71 +65,87 @@ describe('every single-bit flip is rejected', () => {
   }, 600_000);
 });
 
-describe('parser fuzzing', () => {
-  it('10^5 mutated and random inputs produce only typed errors; what parses never opens unless unchanged', () => {
-    // Unsigned, so that every mutant the parser accepts (a change inside the KEM ciphertext or the sealed
-    // key) goes through decapsulation and the AEAD, which must refuse it.
-    const { id, capsule } = fixture('ml-kem-768', false);
-    const doc = capsuleToDocument(capsule);
-    let parsed = 0;
-    let seed = 0x9e3779b9;
-    const rand = (n: number) => {
-      // xorshift32: reproducible across runs, so a failure can be replayed
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
-    for (let i = 0; i < 100_000; i++) {
-      let input: Uint8Array;
-      switch (i % 5) {
-        case 0: {
-          input = Uint8Array.from(capsule);
-          for (let k = 0, m = 1 + rand(8); k < m; k++) input[rand(input.length)] = rand(256);
-          break;
-        }
-        case 1:
-          input = capsule.subarray(0, rand(capsule.length + 1));
-          break;
-        case 2: {
-          const at = rand(capsule.length);
-          const ins = crypto.getRandomValues(new Uint8Array(1 + rand(64)));
-          input = Uint8Array.from([...capsule.subarray(0, at), ...ins, ...capsule.subarray(at)]);
-          break;
-        }
-        case 3:
-          input = crypto.getRandomValues(new Uint8Array(rand(200)));
-          if (input.length >= 5) input.set([0x4d, 0x43, 0x41, 0x50, 1]);
-          break;
-        default: {
-          input = Uint8Array.from(capsule.subarray(0, 64 + rand(200)));
-          input[6] = rand(256);
-          input[7 + (input[6] ?? 0) % 40] = rand(256);
-        }
+/**
+ * Mutated, truncated, extended and random inputs: the parser throws only typed errors, and whatever it accepts
+ * (a change inside the KEM ciphertext, the sealed key or the signature) is refused when opened: by the signature
+ * check when signed, else by decapsulation and the AEAD. Reproducible (xorshift32), so a failure can be replayed.
+ */
+function fuzz(suite: string, signed: boolean, count: number): number {
+  const { id, capsule } = fixture(suite, signed);
+  const doc = capsuleToDocument(capsule);
+  let parsed = 0;
+  let seed = 0x9e3779b9;
+  const rand = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  for (let i = 0; i < count; i++) {
+    let input: Uint8Array;
+    switch (i % 5) {
+      case 0: {
+        input = Uint8Array.from(capsule);
+        for (let k = 0, m = 1 + rand(8); k < m; k++) input[rand(input.length)] = rand(256);
+        break;
       }
-      let accepted = false;
-      try {
-        parseCapsule(input);
-        accepted = true;
-      } catch (e) {
-        if (!(e instanceof MongoCapsuleError)) throw new Error(`untyped error on input ${i}: ${String(e)}`);
+      case 1:
+        input = capsule.subarray(0, rand(capsule.length + 1));
+        break;
+      case 2: {
+        const at = rand(capsule.length);
+        const ins = crypto.getRandomValues(new Uint8Array(1 + rand(64)));
+        input = Uint8Array.from([...capsule.subarray(0, at), ...ins, ...capsule.subarray(at)]);
+        break;
       }
-      if (accepted && !Buffer.from(input).equals(Buffer.from(capsule))) {
-        parsed++;
-        expect(() => unwrapKey(input, id)).toThrow(CapsuleAuthError);
-      }
-      if (i % 10 === 0) {
-        const mutated: Record<string, unknown> = { ...doc, bytes: input };
-        if (i % 20 === 0) mutated[['name', 'kid', 'suite', 'createdAt', 'extra'][rand(5)]!] = 'x';
-        try {
-          capsuleFromDocument(mutated);
-        } catch (e) {
-          if (!(e instanceof MongoCapsuleError)) throw new Error(`untyped error from capsuleFromDocument on input ${i}: ${String(e)}`);
-        }
+      case 3:
+        input = crypto.getRandomValues(new Uint8Array(rand(200)));
+        if (input.length >= 5) input.set([0x4d, 0x43, 0x41, 0x50, 1]);
+        break;
+      default: {
+        input = Uint8Array.from(capsule.subarray(0, 64 + rand(200)));
+        input[6] = rand(256);
+        input[7 + (input[6] ?? 0) % 40] = rand(256);
       }
     }
-    // About a fifth of the inputs are in-place byte changes; most land in the ciphertext and reach the AEAD.
-    expect(parsed).toBeGreaterThan(10_000);
-  }, 300_000);
-});
+    let accepted = false;
+    try {
+      parseCapsule(input);
+      accepted = true;
+    } catch (e) {
+      if (!(e instanceof MongoCapsuleError)) throw new Error(`untyped error on input ${i}: ${String(e)}`);
+    }
+    if (accepted && !Buffer.from(input).equals(Buffer.from(capsule))) {
+      parsed++;
+      // Signed: refused by the signature, as an unknown signer (the signer kid changed), or as not sealed for
+      // this identity (the recipient kid changed), all checked before the KEM.
+      expect(() => unwrapKey(input, id)).toThrow(signed ? MongoCapsuleError : CapsuleAuthError);
+    }
+    if (i % 10 === 0) {
+      const mutated: Record<string, unknown> = { ...doc, bytes: input };
+      if (i % 20 === 0) mutated[['name', 'kid', 'suite', 'createdAt', 'extra'][rand(5)]!] = 'x';
+      try {
+        capsuleFromDocument(mutated);
+      } catch (e) {
+        if (!(e instanceof MongoCapsuleError)) throw new Error(`untyped error from capsuleFromDocument on input ${i}: ${String(e)}`);
+      }
+    }
+  }
+  return parsed;
+}
 
+describe('parser fuzzing', () => {
+  it('10^5 mutated and random inputs produce only typed errors; what parses never opens unless unchanged', () => {
+    // About a fifth of the inputs are in-place byte changes; most land in the ciphertext and reach the AEAD.
+    expect(fuzz('ml-kem-768', false, 100_000)).toBeGreaterThan(10_000);
+  }, 300_000);
+
+  // The other constructions get a shorter run each: X-Wing (its X25519 part), NTRU, and a signed capsule.
+  for (const [suite, signed] of [['x-wing', false], ['ntru-hps-4096-821', false], ['ml-kem-1024', true]] as const) {
+    const available = availableSuites.some((s) => s.id === suite);
+    if (!available) console.warn(`[skipped] fuzzing ${suite}: the native NTRU addon is not built (run \`npm run build:native\`)`);
+    it.runIf(available)(`${suite}${signed ? ' signed' : ''}: 5000 inputs, only typed errors`, () => {
+      expect(fuzz(suite, signed, 5_000)).toBeGreaterThan(400);
+    }, 120_000);
+  }
+});

@@ -1,3 +1,4 @@
+import { createDecipheriv, createHash, hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { generateIdentity, parseCapsule, unwrapKey } from '../../src/crypto/index.ts';
@@ -18,6 +19,33 @@ describe('capsule v1 test vectors (docs/capsule-v1-vectors.json)', () => {
       it('regenerating from the fixed inputs gives the same bytes and intermediates', () => {
         const spec = VECTOR_SPECS.find((s) => s.name === stored.name)!;
         expect(buildVector(spec)).toEqual(stored);
+      });
+
+      it('the stored intermediates agree with the capsule by the specification alone (node:crypto, no project code)', () => {
+        const capsule = Buffer.from(stored.capsule, 'hex');
+        const ct = Buffer.from(stored.kemCipherText, 'hex');
+        const signatureLength = stored.signed ? 4627 : 0;
+        const sealedAt = capsule.length - signatureLength - 112;
+        // Layout: the AAD ends with the 2-byte ciphertext length and the KEM ciphertext, then the sealed key.
+        expect(capsule.subarray(sealedAt - ct.length, sealedAt).equals(ct)).toBe(true);
+        expect(capsule.readUInt16BE(sealedAt - ct.length - 2)).toBe(ct.length);
+        const aad = capsule.subarray(0, sealedAt);
+        expect(createHash('sha256').update(aad).digest('hex')).toBe(stored.aadSha256);
+        // kid(alg, pk) = SHA-256("mongo-capsule/kid/v1" 0x00 alg 0x00 pk)[0..16], stored right after the suite id.
+        const kid = createHash('sha256').update(`mongo-capsule/kid/v1\0${stored.suite}\0`).update(Buffer.from(stored.publicKey, 'hex')).digest().subarray(0, 16).toString('hex');
+        expect(kid).toBe(stored.kid);
+        expect(capsule.subarray(7 + stored.suite.length, 7 + stored.suite.length + 16).toString('hex')).toBe(kid);
+        // Key schedule: HKDF-SHA-256(ss, salt "mongo-capsule/v1", info "mongo-capsule/v1/cmk" ‖ SHA-256(aad), 44).
+        const info = Buffer.concat([Buffer.from('mongo-capsule/v1/cmk'), createHash('sha256').update(aad).digest()]);
+        const okm = Buffer.from(hkdfSync('sha256', Buffer.from(stored.sharedSecret, 'hex'), 'mongo-capsule/v1', info, 44));
+        expect(okm.subarray(0, 32).toString('hex')).toBe(stored.aeadKey);
+        expect(okm.subarray(32).toString('hex')).toBe(stored.aeadIv);
+        // AES-256-GCM open of the sealed key with the AAD gives the CMK.
+        const decipher = createDecipheriv('aes-256-gcm', okm.subarray(0, 32), okm.subarray(32), { authTagLength: 16 });
+        decipher.setAAD(aad);
+        decipher.setAuthTag(capsule.subarray(sealedAt + 96, sealedAt + 112));
+        const cmk = Buffer.concat([decipher.update(capsule.subarray(sealedAt, sealedAt + 96)), decipher.final()]);
+        expect(cmk.toString('hex')).toBe(stored.cmk);
       });
 
       it('the stored capsule opens to the stored key', () => {
