@@ -181,7 +181,7 @@ identity from the OS keychain (or MONGO_CAPSULE_SECRET_IDENTITY).`,
         if (req.sign) signer = secret;
       } else if (req.sign) {
         throw new InvalidArgumentError(`provision: cannot sign the capsule: identity ${JSON.stringify(recipient.name)} is not in the keychain of this machine`, {
-          hint: 'run `npm run init` on this machine, or set `pulumi config set mongo-capsule:sign false` to seed an unsigned capsule',
+          hint: 'run `npm run init` on this machine (or set MONGO_CAPSULE_SECRET_IDENTITY_FILE); `mongo-capsule:sign false` seeds an unsigned capsule, but data keys are made only where the identity is',
         });
       }
       io.stderr.write(`provisioning ${describeHosts(req.uri)}, capsule ${req.capsuleName} for key ${recipient.kid}\n`);

@@ -23,7 +23,7 @@ import { Binary, MongoServerError, type Collection, type Document, type MongoCli
 import { capsuleFromDocument, capsuleToDocument, parseCapsule, type CapsuleHeader } from '../crypto/index.ts';
 import { CapsuleConflictError, CapsuleFormatError, CapsuleNotFoundError, InvalidArgumentError } from '../errors.ts';
 import type { CapsuleRepository, StoredCapsule } from '../keys/capsule-repository.ts';
-import { mongoError, parseNamespace } from './connection.ts';
+import { DURABLE, mongoError, parseNamespace } from './connection.ts';
 
 export const DEFAULT_CAPSULE_NAMESPACE = 'encryption.capsules';
 /**
@@ -112,8 +112,12 @@ export class CapsuleStore implements CapsuleRepository {
   constructor(client: MongoClient, options: CapsuleStoreOptions = {}) {
     this.namespace = options.namespace ?? DEFAULT_CAPSULE_NAMESPACE;
     const { db, collection } = parseNamespace(this.namespace, 'CapsuleStore');
-    this.#capsules = client.db(db).collection(collection);
-    this.#history = client.db(db).collection(`${collection}.history`);
+    // The capsule is the only copy of the CMK: read it from the primary, and count a write only once a majority
+    // has it, so that a failover can neither roll a capsule back nor show a stale one, whatever read and write
+    // settings the connection string carries.
+    const database = client.db(db, DURABLE);
+    this.#capsules = database.collection(collection);
+    this.#history = database.collection(`${collection}.history`);
     this.description = `capsules in ${this.namespace}`;
   }
 

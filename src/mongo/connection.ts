@@ -5,8 +5,18 @@
  * a connection string with credentials: hosts are printed through `redactUri`, and driver messages for
  * unparseable URIs (which may echo the URI) are never passed on.
  */
-import { MongoClient, MongoError, MongoServerError, MongoServerSelectionError, type MongoClientOptions } from 'mongodb';
-import { InvalidArgumentError, MongoAuthError, MongoCapsuleError, MongoCommandError, MongoUnreachableError } from '../errors.ts';
+import {
+  MongoClient,
+  MongoError,
+  MongoServerError,
+  MongoServerSelectionError,
+  ReadConcern,
+  ReadPreference,
+  WriteConcern,
+  type DbOptions,
+  type MongoClientOptions,
+} from 'mongodb';
+import { CapsuleConflictError, InvalidArgumentError, MongoAuthError, MongoCapsuleError, MongoCommandError, MongoUnreachableError } from '../errors.ts';
 
 /** How long to look for a server before failing (the driver's default is 30 s, too long for a CLI). */
 export const DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000;
@@ -34,6 +44,16 @@ export function describeHosts(uri: string): string {
   const end = rest.search(/[/?]/);
   return end === -1 ? rest : rest.slice(0, end);
 }
+
+/**
+ * Read and write settings for what must survive a failover (capsules, key-vault bookkeeping): read from the
+ * primary, and count a write only once a majority has it, whatever the connection string says.
+ */
+export const DURABLE: DbOptions = Object.freeze({
+  readPreference: ReadPreference.primary,
+  readConcern: new ReadConcern('majority'),
+  writeConcern: new WriteConcern('majority'),
+});
 
 export interface ConnectOptions extends MongoClientOptions {
   /** What the connection is for, used in error messages ("loading the capsule"). */
@@ -98,6 +118,14 @@ export function mongoError(e: unknown, what: string, uri?: string): MongoCapsule
     return new MongoCommandError(`${what}: ${e.codeName ?? 'server error'} (code ${String(e.code)}): ${firstLine(e.message)}`, { cause: e });
   }
   if (e instanceof MongoError) {
+    // libmongocrypt names the KMS provider a data key is under when this client lacks it: after a CMK rotation,
+    // the keys are under the next generation's provider, which a client opened before it does not hold.
+    if (/kms provider .*not configured/i.test(e.message)) {
+      return new CapsuleConflictError(`${what}: this client does not hold the CMK the data key is under now (the CMK was rotated after the client was opened)`, {
+        hint: 'open a new encrypted client: a client loads the CMK once, when it is opened',
+        cause: e,
+      });
+    }
     if (/auth/i.test(e.name) || /authentication/i.test(e.message)) {
       return new MongoAuthError(`${what}: authentication failed${where}: ${firstLine(e.message)}`, { cause: e });
     }

@@ -11,7 +11,7 @@
  * key stays readable at every step of the rotation.
  */
 import { type Binary, ClientEncryption, MongoClient, type KMSProviders, type MongoClientOptions } from 'mongodb';
-import { InvalidArgumentError } from '../errors.ts';
+import { CapsuleConflictError, InvalidArgumentError } from '../errors.ts';
 import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
@@ -64,6 +64,11 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper): Pro
     wipe();
     throw e;
   }
+}
+
+/** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */
+function rotationState(record: CapsuleRecord): string {
+  return `${record.generation}:${record.pendingRotation?.id ?? ''}`;
 }
 
 /** A Buffer over the same memory, so wiping one wipes the other. */
@@ -141,10 +146,22 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     const writeProvider = keys.writeProvider;
     const encrypted = client;
     const dataKeys = new Map<string, Promise<Binary>>();
+    // This client holds the CMKs of the capsule as it was when opened. Once a CMK rotation has started or
+    // finished since then, a key it created would be under a provider the rotation may already have swept, and
+    // no later client could open it: refuse instead, and say to reopen.
+    const openedAs = rotationState(record);
+    const stillCurrent = async () => {
+      const now = await store.load(capsuleName);
+      if (rotationState(now) !== openedAs) {
+        throw new CapsuleConflictError(`capsule ${capsuleName}: its CMK was rotated after this client was opened; no data key was created`, {
+          hint: 'open a new encrypted client (openEncryptedClient): a client loads the CMK once, when it is opened',
+        });
+      }
+    };
     const dataKey = (altName: string): Promise<Binary> => {
       let p = dataKeys.get(altName);
       if (p === undefined) {
-        p = getOrCreateDataKey(encryption, keyVaultClient, altName, { provider: writeProvider, keyVaultNamespace });
+        p = getOrCreateDataKey(encryption, keyVaultClient, altName, { provider: writeProvider, keyVaultNamespace, beforeCreate: stillCurrent });
         p.catch(() => dataKeys.delete(altName));
         dataKeys.set(altName, p);
       }

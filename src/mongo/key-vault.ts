@@ -14,7 +14,7 @@
  *    Deterministic encryption by alternate name therefore converges on one key.
  */
 import { Binary, MongoServerError, type ClientEncryption, type Collection, type Document, type MongoClient } from 'mongodb';
-import { mongoError, parseNamespace } from './connection.ts';
+import { DURABLE, mongoError, parseNamespace } from './connection.ts';
 
 export const DEFAULT_KEY_VAULT_NAMESPACE = 'encryption.__keyVault';
 const DUPLICATE_KEY = 11000;
@@ -72,7 +72,7 @@ export async function hasKeyVaultIndex(client: MongoClient, keyVaultNamespace = 
 
 export function keyVaultCollection(client: MongoClient, keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE): Collection {
   const { db, collection } = parseNamespace(keyVaultNamespace, 'key vault');
-  return client.db(db).collection(collection);
+  return client.db(db, DURABLE).collection(collection);
 }
 
 /**
@@ -85,13 +85,23 @@ export async function getOrCreateDataKey(
   encryption: ClientEncryption,
   client: MongoClient,
   altName: string,
-  { provider, keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE }: { provider: string; keyVaultNamespace?: string },
+  {
+    provider,
+    keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE,
+    beforeCreate,
+  }: {
+    provider: string;
+    keyVaultNamespace?: string;
+    /** Runs when the key is absent, right before it is created; throw to refuse (for example a stale provider). */
+    beforeCreate?: () => Promise<void>;
+  },
 ): Promise<Binary> {
   if (typeof altName !== 'string' || altName.length === 0) throw mongoError(new Error('data key alternate name must be a non-empty string'), 'getOrCreateDataKey');
   const existing = await encryption.getKeyByAltName(altName).catch((e: unknown) => {
     throw mongoError(e, `looking up data key ${altName}`);
   });
   if (existing) return existing._id;
+  await beforeCreate?.();
   try {
     await encryption.createDataKey(provider as 'local', { keyAltNames: [altName] });
   } catch (e) {

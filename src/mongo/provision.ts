@@ -41,14 +41,14 @@
  * cannot be opened with `unwrap` (wrong identity), or when CSFLE is needed and unavailable.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { ClientEncryption, type KMSProviders } from 'mongodb';
+import { ClientEncryption, type Binary, type KMSProviders, type MongoClient } from 'mongodb';
 import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { CapsuleAuthError, InvalidArgumentError } from '../errors.ts';
 import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type Unwrapper } from './encrypted-client.ts';
-import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, getOrCreateDataKey } from './key-vault.ts';
+import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, getOrCreateDataKey, keyVaultCollection } from './key-vault.ts';
 import { DEFAULT_PRIMARY_TIMEOUT_MS, DEFAULT_REPLICA_SET_NAME, ensureReplicaSet, ensureRootUser, type ReplicaSetMember } from './replica-set.ts';
 
 export interface ProvisionOptions {
@@ -105,6 +105,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
     const members = options.replicaSet?.members;
     const adminUri = members && members.length > 0 ? directConnectionUri(uri, members[0]!.host) : uri;
     const admin = await connect(adminUri, { serverSelectionTimeoutMS, purpose: 'connecting to initiate the replica set' });
+    let primaryHost: string | undefined;
     try {
       if (options.replicaSet) {
         const rs = await ensureReplicaSet(admin, {
@@ -114,9 +115,10 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
           ...(onProgress === undefined ? {} : { onProgress }),
         });
         result.replicaSet = { name: rs.setName, initiated: rs.initiated, members: rs.members };
+        primaryHost = rs.primary;
       }
       if (options.rootUser) {
-        const { created } = await ensureRootUser(admin, options.rootUser);
+        const { created } = await withPrimary(admin, uri, result.replicaSet === undefined ? undefined : primaryHost, serverSelectionTimeoutMS, (c) => ensureRootUser(c, options.rootUser!));
         onProgress?.(created ? `created user ${options.rootUser.username} on admin` : `user ${options.rootUser.username} already exists`);
         result.rootUserCreated = created;
       }
@@ -148,8 +150,19 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
 
       let keyVaultIndex: ProvisionResult['keyVaultIndex'] = 'skipped';
       const dataKeyIds: Record<string, string> = {};
-      if (dataKeyAltNames.length > 0) {
-        if (keys === undefined) throw new InvalidArgumentError('provisionCluster: unwrap is needed to create data keys');
+      if (dataKeyAltNames.length > 0 && keys === undefined) {
+        // Without a way to open the capsule (an unsigned seed by an operator who holds only the public file)
+        // data keys cannot be made, but ones that exist need no CMK: a re-run must converge, not fail.
+        const found = await existingDataKeys(client, keyVaultNamespace, dataKeyAltNames);
+        const missing = dataKeyAltNames.filter((n) => found[n] === undefined);
+        if (missing.length > 0) {
+          throw new InvalidArgumentError(`provisionCluster: creating data key(s) ${missing.join(', ')} needs the identity that opens capsule ${capsuleName}`, {
+            hint: 'provision on a machine whose keychain holds the identity (`npm run init` there, or MONGO_CAPSULE_SECRET_IDENTITY_FILE)',
+          });
+        }
+        Object.assign(dataKeyIds, found);
+        onProgress?.(`data keys exist: ${dataKeyAltNames.join(', ')} (nothing to create, so no key was needed)`);
+      } else if (dataKeyAltNames.length > 0 && keys !== undefined) {
         const { kmsProviders, writeProvider } = keys;
         const index = await ensureKeyVaultIndex(client, { keyVaultNamespace, ...(onProgress === undefined ? {} : { onWarning: (w: string) => onProgress(`warning: ${w}`) }) });
         keyVaultIndex = index.uniqueAltNames ? 'unique-partial' : index.fallbackIndex ? 'unique-sparse-fallback' : 'none';
@@ -233,3 +246,32 @@ async function proveOpens(bytes: Uint8Array, cmk: Uint8Array, unwrap: (c: Uint8A
   }
 }
 
+/**
+ * Runs `fn` against the primary: through `admin` (a direct connection to the first member) when that member is
+ * the primary or no set is involved, else through a direct connection to the primary the set names (after a
+ * failover, users can only be created there).
+ */
+async function withPrimary<T>(admin: MongoClient, uri: string, primary: string | undefined, serverSelectionTimeoutMS: number, fn: (c: MongoClient) => Promise<T>): Promise<T> {
+  const hello = primary === undefined ? undefined : await admin.db('admin').command({ hello: 1 }).catch(() => undefined);
+  if (primary === undefined || primary === '' || hello?.isWritablePrimary === true) return fn(admin);
+  const direct = await connect(directConnectionUri(uri, primary), { serverSelectionTimeoutMS, purpose: `connecting to the primary ${primary}` });
+  try {
+    return await fn(direct);
+  } finally {
+    await direct.close().catch(() => {});
+  }
+}
+
+/** Ids of the data keys that carry these alternate names, read from the key vault (no CMK involved). */
+async function existingDataKeys(client: MongoClient, keyVaultNamespace: string, altNames: readonly string[]): Promise<Record<string, string>> {
+  const docs = await keyVaultCollection(client, keyVaultNamespace)
+    .find({ keyAltNames: { $in: [...altNames] } }, { projection: { _id: 1, keyAltNames: 1, creationDate: 1 }, sort: { creationDate: 1 } })
+    .toArray();
+  const ids: Record<string, string> = {};
+  for (const d of docs) {
+    for (const name of (d.keyAltNames as string[] | undefined) ?? []) {
+      if (altNames.includes(name) && ids[name] === undefined) ids[name] = (d._id as unknown as Binary).toUUID().toHexString(true);
+    }
+  }
+  return ids;
+}

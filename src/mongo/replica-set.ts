@@ -120,7 +120,9 @@ export async function ensureReplicaSet(client: MongoClient, options: EnsureRepli
     }
   }
 
-  const primary = await waitForWritablePrimary(client, { timeoutMs, onProgress });
+  // A set we just initiated elects the member we initiated through (the only one with the config at first). A
+  // set that already existed may have failed over since: any primary will do, wherever it is.
+  const primary = await waitForWritablePrimary(client, { timeoutMs, ...(onProgress === undefined ? {} : { onProgress }), anyMember: !initiated });
   const members = [...((primary.hosts as string[] | undefined) ?? []), ...((primary.passives as string[] | undefined) ?? []), ...((primary.arbiters as string[] | undefined) ?? [])];
   const wanted = options.members.map((m) => m.host.toLowerCase()).sort();
   const actual = members.map((h) => h.toLowerCase()).sort();
@@ -132,12 +134,17 @@ export async function ensureReplicaSet(client: MongoClient, options: EnsureRepli
   return { setName, initiated, members, primary: String(primary.primary ?? primary.me ?? '') };
 }
 
-/** Waits until the connected member reports `isWritablePrimary`; bounded, with progress. */
-export async function waitForWritablePrimary(client: MongoClient, { timeoutMs = DEFAULT_PRIMARY_TIMEOUT_MS, onProgress }: ProgressOptions = {}): Promise<Document> {
+export interface WaitForPrimaryOptions extends ProgressOptions {
+  /** Done as soon as the set has a primary, even when it is not the connected member (default false). */
+  anyMember?: boolean;
+}
+
+/** Waits until the connected member reports `isWritablePrimary` (or, with `anyMember`, names a primary); bounded. */
+export async function waitForWritablePrimary(client: MongoClient, { timeoutMs = DEFAULT_PRIMARY_TIMEOUT_MS, onProgress, anyMember = false }: WaitForPrimaryOptions = {}): Promise<Document> {
   const admin = client.db('admin');
   return retryUntil(
     () => admin.command({ hello: 1 }),
-    (h) => h.isWritablePrimary === true,
+    (h) => h.isWritablePrimary === true || (anyMember && typeof h.setName === 'string' && typeof h.primary === 'string' && h.primary !== ''),
     timeoutMs,
     'a writable primary',
     {

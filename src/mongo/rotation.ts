@@ -82,6 +82,18 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
     let resumed = record.pendingRotation !== null;
 
     if (record.pendingRotation === null) {
+      // A CMK rotation changes the key, never who can open it (that is the KEM-key rotation's job). Sealing the
+      // next CMK for another key than the live capsule's would, after a KEM rotation retires that key, strand
+      // every data key moved to it.
+      if (options.recipient.kid !== record.header.kid) {
+        throw new CapsuleConflictError(
+          `capsule ${capsuleName} is sealed for key ${record.header.kid}, but the CMK rotation would seal the new CMK for ${options.recipient.kid}; nothing was changed`,
+          { hint: 'finish the KEM-key rotation first (`mongo-capsule keys rotate --cluster`), or rotate with the identity the capsule is sealed for' },
+        );
+      }
+      // Prove that this caller opens the live capsule before anything is written: a pending rotation that its
+      // owner cannot finish would lock everyone out of the capsule.
+      (await capsuleKeys(record, unwrap)).wipe();
       const pending = await prepare(record, options, unwrap);
       onProgress?.(`rotation ${pending.id}: new CMK sealed for key ${options.recipient.kid}; data keys move ${record.kmsProvider} → ${pending.toProvider}`);
       if (!(await store.beginRotation(capsuleName, record.sha256, pending))) {
@@ -96,7 +108,8 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       onProgress?.(`resuming CMK rotation ${record.pendingRotation.id} (${record.pendingRotation.phase}) started ${record.pendingRotation.startedAt.toISOString()}`);
     }
 
-    const pending = record.pendingRotation!;
+    const pending = record.pendingRotation;
+    if (pending === null) throw new CapsuleConflictError(`capsule ${capsuleName}: the CMK rotation just started is not visible; rerun rotate-cmk to finish it`);
     const fromProvider = record.kmsProvider;
     const keys = await capsuleKeys(record, unwrap);
     let rewrapped = 0;

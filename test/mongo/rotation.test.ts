@@ -124,4 +124,58 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
     await rotateCmk({ ...common, capsuleName: name });
     await expectAllDecrypt(name, 1);
   });
+
+  it('a rotation by an identity that cannot open the capsule, or for another key, changes nothing', async () => {
+    const name = 'wrong-identity';
+    await seedData(name, 2);
+    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const before = await store.load(name);
+    const stranger = testIdentity('stranger');
+    // Someone else's identity: it would seal (and prove) a next CMK for itself; the live capsule refuses it first.
+    await expect(rotateCmk({ ...common, capsuleName: name, recipient: owner.pub, signer: stranger.secret, unwrap: stranger.unwrap })).rejects.toThrow(/wrong key|not sealed|does not/i);
+    // The owner's unwrap, but sealing the new CMK for another key: refused before anything is written.
+    await expect(rotateCmk({ ...common, capsuleName: name, recipient: stranger.pub })).rejects.toMatchObject({ code: 'CAPSULE_CONFLICT' });
+    const after = await store.load(name);
+    expect(after.pendingRotation).toBeNull();
+    expect(after.sha256).toBe(before.sha256);
+    // The owner is not locked out: it still opens and rotates.
+    await expect(rotateCmk({ ...common, capsuleName: name })).resolves.toMatchObject({ resumed: false, generation: before.generation + 1 });
+    await expectAllDecrypt(name, 2);
+  });
+
+  it('a client opened before a rotation refuses to create data keys under the old CMK, and says to reopen', async () => {
+    const name = 'stale-client';
+    await seedData(name, 1);
+    const early = await openEncryptedClient({ ...common, capsuleName: name });
+    try {
+      await rotateCmk({ ...common, capsuleName: name });
+      // An existing key is found, not created: fine. A new one would be stranded under the old provider.
+      await expect(early.dataKey(`${name}-a`)).resolves.toBeDefined();
+      await expect(early.dataKey(`${name}-new`)).rejects.toMatchObject({ code: 'CAPSULE_CONFLICT', message: expect.stringMatching(/rotated after this client was opened/) });
+      expect(await plain.db(db).collection('__keyVault').countDocuments({ keyAltNames: `${name}-new` })).toBe(0);
+    } finally {
+      await early.close();
+    }
+    const fresh = await openEncryptedClient({ ...common, capsuleName: name });
+    try {
+      await expect(fresh.dataKey(`${name}-new`)).resolves.toBeDefined();
+    } finally {
+      await fresh.close();
+    }
+    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const live = await store.load(name);
+    const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $regex: `^${name}-` } }).toArray()).map((k) => k.masterKey.provider);
+    expect(new Set(providers)).toEqual(new Set([live.kmsProvider]));
+  });
+
+  it('provisioning again without an identity finds the existing data keys, and names a missing one', async () => {
+    const name = 'no-identity-rerun';
+    await seedData(name, 1);
+    const { unwrap: _unwrap, signer: _signer, ...withoutIdentity } = common;
+    const again = await provisionCluster({ ...withoutIdentity, capsuleName: name, dataKeyAltNames: [`${name}-a`, `${name}-b`] });
+    expect(Object.keys(again.dataKeyIds).sort()).toEqual([`${name}-a`, `${name}-b`]);
+    expect(again.created).toBe(false);
+    await expect(provisionCluster({ ...withoutIdentity, capsuleName: name, dataKeyAltNames: [`${name}-c`] })).rejects.toThrow(new RegExp(`creating data key\\(s\\) ${name}-c needs the identity`));
+  });
 });
+
