@@ -8,7 +8,7 @@
  *
  * Whatever the user already set wins: `PULUMI_BACKEND_URL` (e.g. `file://~` or a cloud backend),
  * `PULUMI_CONFIG_PASSPHRASE` or `PULUMI_CONFIG_PASSPHRASE_FILE`. Losing the passphrase file makes the stack's
- * secrets unreadable: `npm run down` and a fresh `npm run up` are then the way back (it is a dev/test cluster).
+ * secrets unreadable, `npm run down` included: docs/infra.md says how to remove the cluster by hand and start over.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';

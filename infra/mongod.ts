@@ -54,12 +54,17 @@ export function healthcheckTest(port: number): string[] {
   return ['CMD', 'mongosh', '--quiet', '--port', String(port), '--eval', HEALTHCHECK_EVAL];
 }
 
+/**
+ * Durations are written the way Go prints them (`time.Duration.String()`: `1m0s`, not `60s`), because the
+ * Docker provider reads them back from the engine in that form; any other spelling of the same value would
+ * show as a change on every later `pulumi up`.
+ */
 export const HEALTHCHECK_TIMING = {
   interval: '5s',
   timeout: '5s',
   retries: 12,
   // The first start of member 0 runs the image's init phase (a temporary server creates the root user).
-  startPeriod: '60s',
+  startPeriod: '1m0s',
 } as const;
 
 /**

@@ -5,6 +5,7 @@ import { buildConnectionString } from '../../infra/connection-string.ts';
 import {
   checkKeyfileContent,
   HEALTHCHECK_EVAL,
+  HEALTHCHECK_TIMING,
   healthcheckTest,
   KEYFILE_LENGTH,
   KEYFILE_PATH,
@@ -84,6 +85,23 @@ describe('mongod container settings', () => {
     const test = healthcheckTest(27019);
     expect(test).toEqual(['CMD', 'mongosh', '--quiet', '--port', '27019', '--eval', HEALTHCHECK_EVAL]);
     expect(test.join(' ')).not.toMatch(/-u\b|--username|--password|-p\b/);
+  });
+
+  it('health check durations are spelled as Go prints them, so the provider reads back the same value', () => {
+    // time.Duration.String() for whole seconds: 5s, 1m0s, 1m30s, 1h0m0s.
+    const go = (seconds: number) => {
+      const h = Math.floor(seconds / 3600);
+      const m = Math.floor((seconds % 3600) / 60);
+      const sec = seconds % 60;
+      return h > 0 ? `${h}h${m}m${sec}s` : m > 0 ? `${m}m${sec}s` : `${sec}s`;
+    };
+    const seconds = (d: string) => {
+      const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)$/.exec(d);
+      expect(m, d).not.toBeNull();
+      return Number(m![1] ?? 0) * 3600 + Number(m![2] ?? 0) * 60 + Number(m![3] ?? 0);
+    };
+    for (const d of [HEALTHCHECK_TIMING.interval, HEALTHCHECK_TIMING.timeout, HEALTHCHECK_TIMING.startPeriod]) expect(d).toBe(go(seconds(d)));
+    expect(seconds(HEALTHCHECK_TIMING.startPeriod)).toBe(60);
   });
 
   it('health check: healthy for a --replSet member before and after initiation, not for the init-phase server', () => {
