@@ -1,6 +1,7 @@
 /** Strict option parsing for CLI commands: unknown or malformed options are usage errors, not surprises. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.ts';
+import type { CliIO } from './types.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -20,4 +21,20 @@ export function required(command: string, values: Record<string, unknown>, name:
     throw new UsageError(`${command}: missing required option --${name}`, `run \`mongo-capsule ${command} --help\` for usage`);
   }
   return v;
+}
+
+/**
+ * The connection string of a command: `--uri`, else the MONGODB_URI variable (preferred: it keeps passwords off
+ * command lines and out of shell history). A password given with --uri is used, with a warning.
+ */
+export function uriFrom(command: string, values: { uri?: string | undefined }, io: CliIO): string {
+  const uri = values.uri ?? io.env.MONGODB_URI;
+  if (uri === undefined || uri.length === 0) {
+    throw new UsageError(`${command}: no connection string`, 'set MONGODB_URI (preferred) or pass --uri <mongodb://…>');
+  }
+  // Allowed (it is the user's choice), but never silently: argv is readable by every user of the machine.
+  if (values.uri !== undefined && /^mongodb(\+srv)?:\/\/[^@/]*:[^@/]*@/i.test(values.uri)) {
+    io.stderr.write(`warning: ${command}: the --uri holds a password, which other users of this machine can read in the process list; prefer MONGODB_URI\n`);
+  }
+  return uri;
 }

@@ -19,7 +19,7 @@ import { migrateLegacySecret } from '../keys/migrate.ts';
 import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/secret-source.ts';
 import { CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
-import { parseCommandArgs, required } from './args.ts';
+import { parseCommandArgs, required, uriFrom } from './args.ts';
 import { setKeychainResolver } from './crypto-commands.ts';
 import { writeFileAtomic } from './files.ts';
 import type { CliIO, Command } from './types.ts';
@@ -169,10 +169,10 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   if ((values.uri !== undefined || values.collection !== undefined) && !values.cluster) {
     throw new UsageError('keys rotate: --uri and --collection go with --cluster', 'add --cluster to re-seal the capsules stored in the cluster');
   }
-  const clusterUri = values.cluster ? (values.uri ?? io.env.MONGODB_URI) : undefined;
-  if (values.cluster && (clusterUri === undefined || clusterUri === '')) {
+  if (values.cluster && !values.uri && !io.env.MONGODB_URI) {
     throw new UsageError('keys rotate: --cluster needs a connection string', 'set MONGODB_URI (preferred: a password on a command line is visible to other users) or pass --uri');
   }
+  const clusterUri = values.cluster ? uriFrom('keys rotate', values, io) : undefined;
   if (dirs.length === 0 && clusterUri === undefined) {
     throw new UsageError('keys rotate: missing --capsules <dir> or --cluster', 'name every place that holds capsules sealed for this identity: capsule directories, the cluster, or both');
   }

@@ -20,7 +20,7 @@ import {
   rotateCmk,
   DEFAULT_CAPSULE_NAMESPACE,
 } from '../mongo/index.ts';
-import { parseCommandArgs } from './args.ts';
+import { parseCommandArgs, uriFrom } from './args.ts';
 import { readTextFile } from './files.ts';
 import type { CliIO, Command } from './types.ts';
 
@@ -29,13 +29,6 @@ const URI_HELP = `  --uri <uri>              connection string; default: the MON
 const NAMESPACE_HELP = `  --capsules <db.coll>     capsule collection (default ${DEFAULT_CAPSULE_NAMESPACE})
   --key-vault <db.coll>    CSFLE key vault (default ${DEFAULT_KEY_VAULT_NAMESPACE})`;
 
-function uriFrom(command: string, values: { uri?: string | undefined }, io: CliIO): string {
-  const uri = values.uri ?? io.env.MONGODB_URI;
-  if (uri === undefined || uri.length === 0) {
-    throw new UsageError(`${command}: no connection string`, 'set MONGODB_URI (preferred) or pass --uri <mongodb://…>');
-  }
-  return uri;
-}
 
 function keyManagerFor(io: CliIO): Promise<KeyManager> {
   // Same sources as the keys commands: the environment opt-in, else the OS keychain (service overridable).
@@ -85,17 +78,21 @@ ${NAMESPACE_HELP}
       km = await keyManagerFor(io);
       signer = await km.getSecretIdentity(signName);
     }
-    const result = await provisionCluster({
-      uri,
-      capsuleName: values.name ?? DEFAULT_CAPSULE_NAME,
-      recipient,
-      ...(signer === undefined ? {} : { signer }),
-      ...(km === undefined || signName === undefined ? {} : { unwrap: (c: Uint8Array) => km.unwrap(c, signName) }),
-      ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
-      ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
-      onProgress: (m) => io.stderr.write(`${m}\n`),
-    });
-    km?.clearCache();
+    let result;
+    try {
+      result = await provisionCluster({
+        uri,
+        capsuleName: values.name ?? DEFAULT_CAPSULE_NAME,
+        recipient,
+        ...(signer === undefined ? {} : { signer }),
+        ...(km === undefined || signName === undefined ? {} : { unwrap: (c: Uint8Array) => km.unwrap(c, signName) }),
+        ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
+        ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
+        onProgress: (m) => io.stderr.write(`${m}\n`),
+      });
+    } finally {
+      km?.clearCache(); // wipes the decoded identity, on failure too
+    }
     if (values.json) {
       say(io, JSON.stringify({ capsule: result.capsuleName, kid: result.kid, created: result.created }));
     } else {
