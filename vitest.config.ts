@@ -8,7 +8,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     // Skips are part of the report: every skipped test prints why.
-    reporters: ['default'],
+    reporters: ['default', './test/support/summary-reporter.ts'],
     pool: 'forks',
   },
 });
