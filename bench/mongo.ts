@@ -5,6 +5,7 @@
  *   client (automatic decryption): docs/s, target ≥ 130 (libmongocrypt's spec benchmark, Python: ~132);
  * - insert throughput of 1 KiB documents with 2 explicitly encrypted fields vs the same documents in plain
  *   text: ratio, target ≥ 0.7;
+ * - 20 concurrent seeders of one capsule: exactly one capsule, the same CMK for every caller (checked each round);
  * - opening an encrypted client from a capsule (load, verify signature, unwrap) vs from a raw local key:
  *   ratio, target ≤ 1.2.
  * Each one names the server kind: FerretDB adds its own overhead to both sides of a ratio.
@@ -12,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { BSON, ClientEncryption, MongoClient } from 'mongodb';
 import { generateIdentity, toPublicIdentity, unwrapKey } from '../src/crypto/index.ts';
-import { csfleStatus, openEncryptedClient, provisionCluster } from '../src/mongo/index.ts';
+import { CapsuleStore, csfleStatus, openEncryptedClient, provisionCluster, seedCapsule } from '../src/mongo/index.ts';
 import { startTestServer } from '../scripts/lib/test-server.mjs';
 import { measure, type BenchResult } from './harness.ts';
 
@@ -120,7 +121,31 @@ export default async function benchMongo(): Promise<BenchResult[]> {
       await enc.close();
     }
 
-    // 3. Opening an encrypted client from the capsule vs from a raw key.
+    // 3. 20 concurrent seeders of one capsule name: exactly one capsule, and every caller learns the same CMK.
+    let round = 0;
+    const seeders = await measure(
+      GROUP,
+      `20 concurrent seeders of one capsule (${on})`,
+      async () => {
+        const name = `race-${round++}`;
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () => seedCapsule(new CapsuleStore(plain, { namespace: capsuleNamespace }), { name, recipient: toPublicIdentity(secret), signer: secret, unwrap })),
+        );
+        try {
+          const cmks = new Set(results.map((r) => Object.values(r.keys!.kmsProviders as unknown as Record<string, { key: Buffer }>)[0]!.key.toString('hex')));
+          const stored = await plain.db(db).collection('capsules').countDocuments({ name });
+          if (stored !== 1 || cmks.size !== 1 || results.filter((r) => r.created).length !== 1) {
+            throw new Error(`concurrent seeding: ${stored} capsule(s), ${cmks.size} distinct CMK(s) among 20 callers`);
+          }
+        } finally {
+          for (const r of results) r.keys?.wipe();
+        }
+      },
+      { iterations: 5, warmup: 1 },
+    );
+    results.push({ ...seeders, note: 'checked every round: 1 capsule stored, 1 creator, the same CMK for all 20' });
+
+    // 4. Opening an encrypted client from the capsule vs from a raw key.
     const rawKey = await unwrap((await plain.db(db).collection('capsules').findOne({ name: 'bench' }))!.bytes.value());
     const provider = String((await plain.db(db).collection('capsules').findOne({ name: 'bench' }))!.kmsProvider);
     const fromCapsule = await measure(
