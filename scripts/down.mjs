@@ -14,6 +14,7 @@ import {
   pulumiArgs,
   pulumiEnvironment,
   runPulumi,
+  stackExists,
 } from './lib/pulumi.mjs';
 import { parseScriptArgs, runScript } from './lib/script-args.mjs';
 
@@ -65,14 +66,14 @@ async function main() {
     return 0;
   }
   const { env } = await pulumiEnvironment(ROOT);
-  let stacks;
+  let exists;
   try {
-    stacks = JSON.parse((await runPulumi(pulumiArgs.stackLs(), { env, quiet: true })).stdout || '[]');
+    exists = await stackExists(stack, env);
   } catch (e) {
     log(`down: listing stacks failed: ${e.stderr?.trim() || e.message}`);
     return 1;
   }
-  if (!stacks.some((s) => s.name === stack || String(s.name).endsWith(`/${stack}`))) {
+  if (!exists) {
     log(`down: there is no stack ${stack} in ${describeBackend().state}; nothing to do`);
     return 0;
   }

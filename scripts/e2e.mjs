@@ -7,7 +7,7 @@ import { $, echo } from 'zx';
 import { DEFAULT_SUITE, doctorArgs, E2E_IDENTITY, e2eConfig, e2ePlanLines, keygenArgs, suiteArgs } from './lib/e2e-plan.mjs';
 import { checkPrerequisites, CLI, failureLines, ROOT } from './lib/prereqs.mjs';
 import { withSpinner } from './lib/progress.mjs';
-import { checkStackName, displayCommand, e2eStackName, failureTail, findFreePortRange, parseOutputs, pulumiArgs, pulumiEnvironment, runPulumi } from './lib/pulumi.mjs';
+import { checkStackName, displayCommand, e2eStackName, failureTail, findFreePortRange, parseOutputs, pulumiArgs, pulumiEnvironment, runPulumi, stackExists } from './lib/pulumi.mjs';
 import { parseScriptArgs, runScript, ScriptUsageError } from './lib/script-args.mjs';
 
 const USAGE = `Usage: npm run e2e -- [options] [vitest filters…]
@@ -41,13 +41,16 @@ const log = (msg) => process.stderr.write(`e2e: ${msg}\n`);
 let interrupted;
 let signals = 0;
 let current;
+// How to stop the running step: pulumi gets exactly one SIGINT (its graceful cancel; a second signal makes it
+// terminate at once and can leave pending creates behind), anything else the signal we got, to its whole tree.
+let cancel;
 let abandon = () => process.exit(1);
 function onSignal(signal) {
   signals += 1;
   if (interrupted === undefined) {
     interrupted = signal;
     log(`${signal}: stopping, then tearing the stack down (signal twice more to abandon the teardown)`);
-    current?.kill(signal);
+    cancel?.(signal);
   } else if (signals >= 3) {
     abandon(signal);
   } else {
@@ -55,16 +58,33 @@ function onSignal(signal) {
   }
 }
 
-/** Runs one step unless an interruption already happened; returns false when the step failed. */
-async function step(title, run, { stream }) {
+/** Starts `proc` as the running step: what a signal stops (see `cancel`). */
+function track(proc, { graceful = false } = {}) {
+  current = proc;
+  cancel = graceful
+    ? () => {
+        try {
+          process.kill(-proc.pid, 'SIGINT'); // its own process group (detached): one signal, to pulumi only
+        } catch {
+          /* already gone */
+        }
+      }
+    : (signal) => proc.kill(signal);
+  return proc;
+}
+
+/**
+ * Runs one step unless an interruption already happened; returns false when the step failed. `pulumi: true`
+ * steps run detached (a terminal's Ctrl-C reaches only this script), and are cancelled with one SIGINT.
+ */
+async function step(title, run, { stream, pulumi = false }) {
   if (interrupted) return false;
   try {
     if (stream) {
       log(`${title}…`);
-      current = run({ stream: true });
-      await current;
+      await track(run({ stream: true, detached: pulumi }), { graceful: pulumi });
     } else {
-      current = run({ stream: false });
+      track(run({ stream: false, detached: pulumi }), { graceful: pulumi });
       await withSpinner(`${title}…`, () => current);
     }
     return true;
@@ -77,6 +97,7 @@ async function step(title, run, { stream }) {
     return false;
   } finally {
     current = undefined;
+    cancel = undefined;
   }
 }
 
@@ -108,6 +129,16 @@ async function main() {
   process.on('SIGTERM', onSignal);
 
   const { env: pulumiEnv, notes } = await pulumiEnvironment(ROOT);
+  // e2e destroys and removes its stack at the end: never one that exists already (someone's cluster).
+  const exists = await stackExists(stack, pulumiEnv).catch((e) => {
+    log(`could not list the stacks: ${failureTail(e) || e.message}`);
+    return true; // unknown: do not risk someone's stack
+  });
+  if (exists) {
+    log(`stack ${stack} already exists; e2e creates and destroys a stack of its own, so it will not touch this one`);
+    log(`pick another --stack (or none: a fresh e2e-<timestamp> name), or remove it first: npm run down -- --stack ${stack} --remove-stack`);
+    return 1;
+  }
   for (const note of notes) log(note);
   const identityDir = await mkdtemp(join(tmpdir(), 'mongo-capsule-e2e-'));
   const pubFile = join(identityDir, `${E2E_IDENTITY}.pub.json`);
@@ -135,10 +166,11 @@ async function main() {
     let ok = identityOk;
     for (const [title, args] of pulumiSteps) {
       if (!ok) break;
-      ok = await step(title, () => runPulumi(args, { env, quiet: true }), { stream: false });
-      if (ok && args[0] === 'stack') created = true;
+      // From the moment the stack may exist, the teardown must run (removing a stack that never came is harmless).
+      if (args[0] === 'stack') created = true;
+      ok = await step(title, ({ detached }) => runPulumi(args, { env, quiet: true, detached }), { stream: false, pulumi: true });
     }
-    ok = ok && (await step(`pulumi up (stack ${stack}, ${members} member(s) from port ${basePort})`, ({ stream: s }) => runPulumi(pulumiArgs.up(stack), { env, stream: s }), { stream }));
+    ok = ok && (await step(`pulumi up (stack ${stack}, ${members} member(s) from port ${basePort})`, ({ stream: s, detached }) => runPulumi(pulumiArgs.up(stack), { env, stream: s, detached }), { stream, pulumi: true }));
 
     let uri;
     if (ok && !interrupted) {
@@ -154,9 +186,9 @@ async function main() {
       // Our own provisioning, checked from the outside: the capsule exists, opens with the identity it was sealed
       // for, and the key vault and CSFLE work. The suite below tests the library with capsules of its own.
       log(`checking the provisioned cluster: mongo-capsule ${doctorArgs().join(' ')}`);
-      current = $({ cwd: ROOT, env: { ...process.env, ...env, MONGODB_URI: uri }, nothrow: true, stdio: ['ignore', 2, 2] })`${process.execPath} ${CLI} ${doctorArgs()}`;
-      const doctor = await current;
+      const doctor = await track($({ cwd: ROOT, env: { ...process.env, ...env, MONGODB_URI: uri }, nothrow: true, stdio: ['ignore', 2, 2] })`${process.execPath} ${CLI} ${doctorArgs()}`);
       current = undefined;
+      cancel = undefined;
       if (doctor.exitCode !== 0 && !interrupted) {
         log('mongo-capsule doctor found a problem with the provisioned cluster (see above); e2e will fail');
         failed = true;
@@ -164,10 +196,11 @@ async function main() {
     }
     if (ok && uri && !interrupted) {
       log(`running the suite: node ${suiteArgs(positionals).join(' ')} (MONGODB_URI from the stack)`);
-      const suiteEnv = { ...process.env, MONGODB_URI: uri, MONGO_CAPSULE_SKIP_TYPECHECK: '1' };
-      current = $({ cwd: ROOT, env: suiteEnv, nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} ${suiteArgs(positionals)}`;
-      const result = await current;
+      // Required: a cluster that does not answer must fail the suite, not skip it.
+      const suiteEnv = { ...process.env, MONGODB_URI: uri, MONGO_CAPSULE_SKIP_TYPECHECK: '1', MONGO_CAPSULE_TEST_SERVER_REQUIRED: '1' };
+      const result = await track($({ cwd: ROOT, env: suiteEnv, nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} ${suiteArgs(positionals)}`);
       current = undefined;
+      cancel = undefined;
       suiteStatus = result.exitCode ?? (interrupted ? SIGNAL_EXIT[interrupted] : 1);
       log(`suite finished with exit code ${suiteStatus}`);
     } else {

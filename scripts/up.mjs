@@ -111,7 +111,10 @@ async function main() {
   const stream = values.verbose === true || process.env.CI === 'true';
 
   const external = values.external === true;
-  if (external && outputsOnly) throw new ScriptUsageError('up: --external changes the stack; it does not go with --outputs-only');
+  if (outputsOnly) {
+    const changing = ['external', 'members', 'base-port', 'name', 'pub'].filter((k) => values[k] !== undefined);
+    if (changing.length > 0) throw new ScriptUsageError(`up: --outputs-only changes nothing; it does not go with ${changing.map((k) => `--${k}`).join(', ')}`);
+  }
   if (external && (members !== undefined || basePort !== undefined)) {
     throw new ScriptUsageError('up: --members and --base-port describe a cluster in Docker; an external cluster has its own');
   }
@@ -180,13 +183,20 @@ async function main() {
   }
 
   // 3. Where state and secrets live.
+  const { stateDir } = describeBackend();
+  if (outputsOnly && stateDir !== undefined && !existsSync(stateDir)) {
+    log(`up: no local Pulumi state (${stateDir}), so no stack ${stack} to show; run \`npm run up\` first`);
+    return 1;
+  }
   const { env, notes } = await pulumiEnvironment(ROOT);
   for (const note of notes) log(note);
   if (notes.some((n) => n.endsWith('(new)'))) for (const line of BACKEND_HELP) log(`  ${line}`);
 
   // 4. Stack, configuration, update.
+  // --outputs-only changes nothing: `stack select --create` would create a mistyped stack, and `stack output`
+  // names its stack anyway.
   const steps = [
-    [`selecting stack ${stack}`, pulumiArgs.select(stack)],
+    ...(outputsOnly ? [] : [[`selecting stack ${stack}`, pulumiArgs.select(stack)]]),
     ...config.map(([k, v]) => [`setting ${k}`, pulumiArgs.configSet(stack, k, v)]),
     ...secretConfig.map(([k, v]) => [`setting ${k} (secret)`, pulumiArgs.configSetSecret(stack, k), v]),
   ];

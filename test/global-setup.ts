@@ -26,9 +26,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     server = await startTestServer({ log: (msg) => console.log(`[test-server] ${msg}`) });
   } catch (e) {
     // A server that exists but does not start is a real failure; say so, and let the integration tests skip
-    // with this reason rather than hang.
+    // with this reason rather than hang. When the run exists to test that server (npm run e2e), fail instead.
     const reason = `the test server failed to start: ${e instanceof Error ? e.message : String(e)}`;
     console.error(`[test-server] ${reason}`);
+    if (process.env.MONGO_CAPSULE_TEST_SERVER_REQUIRED === '1') throw new Error(`${reason} (MONGO_CAPSULE_TEST_SERVER_REQUIRED=1: not skipping)`);
     project.provide('mongoServer', {
       kind: 'none',
       uri: '',
@@ -39,6 +40,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return async () => {};
   }
   console.log(`[test-server] ${server.kind === 'none' ? server.reason : `using ${server.description}`}`);
+  if (server.kind === 'none' && process.env.MONGO_CAPSULE_TEST_SERVER_REQUIRED === '1') {
+    throw new Error(`no test server: ${server.reason} (MONGO_CAPSULE_TEST_SERVER_REQUIRED=1: not skipping)`);
+  }
   const { kind, uri, description, reason, capabilities } = server;
   project.provide('mongoServer', { kind, uri, description, reason, capabilities });
   return async () => {

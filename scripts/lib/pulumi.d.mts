@@ -8,6 +8,7 @@ export const BACKEND_HELP: string[];
 export const pulumiArgs: {
   select(stack: string): string[];
   configSet(stack: string, key: string, value: string | number): string[];
+  configSetSecret(stack: string, key: string): string[];
   configGet(stack: string, key: string): string[];
   up(stack: string): string[];
   outputs(stack: string, showSecrets?: boolean): string[];
@@ -20,7 +21,8 @@ export function checkStackName(stack: string): string;
 export function e2eStackName(now?: Date, random?: string): string;
 export function describeBackend(root?: string, env?: NodeJS.ProcessEnv): { state: string; secrets: string; stateDir: string | undefined; passphraseFile: string | undefined };
 export function displayCommand(args: string[]): string;
-export function runPulumi(args: string[], options?: { env?: Record<string, string>; stream?: boolean; quiet?: boolean; detached?: boolean }): ProcessPromise;
+export function runPulumi(args: string[], options?: { env?: Record<string, string>; stream?: boolean; quiet?: boolean; detached?: boolean; input?: string }): ProcessPromise;
+export function stackExists(stack: string, env?: Record<string, string>): Promise<boolean>;
 export function failureTail(e: unknown, lines?: number): string;
 export function parseOutputs(stdout: string): Record<string, unknown>;
 export function formatOutputs(outputs: Record<string, unknown>, options?: { stack?: string; showSecrets?: boolean }): string[];

@@ -147,6 +147,12 @@ export async function stackConfig(stack, key, root = ROOT, env = process.env) {
   return out.exitCode === 0 ? out.stdout.trim() : undefined;
 }
 
+/** Whether the backend has `stack` (`pulumi stack ls --json`; names may be qualified, `org/project/stack`). Throws if listing fails. */
+export async function stackExists(stack, env) {
+  const listed = JSON.parse((await runPulumi(pulumiArgs.stackLs(), { env, quiet: true })).stdout || '[]');
+  return Array.isArray(listed) && listed.some((s) => s?.name === stack || String(s?.name ?? '').endsWith(`/${stack}`));
+}
+
 /** 'external' or 'docker' for an existing stack, undefined without one (the program's default is docker). */
 export async function stackMode(stack, root = ROOT, env = process.env) {
   const mode = await stackConfig(stack, 'mode', root, env);

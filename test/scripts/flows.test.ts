@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describeIf } from '../support/skip.ts';
 import { fakeTools, nodeScript, ROOT, run, STACK_FRAME, type FakeTools } from './support/run.ts';
 
 const SECRET_URI = 'mongodb://root:flow-secret-4242@127.0.0.1:9/?directConnection=true&authSource=admin';
@@ -107,7 +108,7 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     const before = pulumiCalls(tools).length;
     const r = await nodeScript('up', ['--outputs-only', '--json'], { env });
     expect(r.code, r.stderr).toBe(0);
-    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'stack select', 'stack output']);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'stack output']);
     expect(JSON.parse(r.stdout).connectionString).toBe('[secret]');
   });
 
@@ -173,12 +174,21 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
   });
 });
 
-describe('npm run e2e (stand-in pulumi and docker)', () => {
+// The stack's connection string, as the stand-in pulumi reports it: a server that answers (the suite must reach
+// it: e2e makes an unreachable one a failure, not a skip), with a password in it like the real one.
+const testServer = inject('mongoServer');
+const STACK_URI =
+  testServer.kind === 'ferretdb'
+    ? `${testServer.uri.replace('mongodb://', `mongodb://root:${SECRET}@`)}&authMechanism=PLAIN&authSource=%24external` // FerretDB takes any PLAIN credentials
+    : testServer.uri;
+const STACK_SECRET = testServer.kind === 'ferretdb' ? SECRET : decodeURIComponent(/^mongodb:\/\/[^:@/]*:([^@/]*)@/.exec(testServer.uri)?.[1] ?? SECRET);
+
+describeIf(testServer.kind !== 'none', `npm run e2e flows need a test server for the suite to reach: ${testServer.reason}`)('npm run e2e (stand-in pulumi and docker)', () => {
   let tools: FakeTools;
   let env: NodeJS.ProcessEnv;
   beforeAll(() => {
     tools = fakeTools();
-    env = tools.env({ FAKE_URI: SECRET_URI });
+    env = tools.env({ FAKE_URI: STACK_URI });
     delete env.MONGO_CAPSULE_SECRET_IDENTITY_FILE;
   });
   afterAll(() => rmSync(tools.dir, { recursive: true, force: true }));
@@ -200,7 +210,7 @@ describe('npm run e2e (stand-in pulumi and docker)', () => {
     const r = await nodeScript('e2e', ['--stack', 'e2e-flow-ok', '--skip-doctor', 'test/scripts/script-args.test.ts'], { env, timeoutMs: 110_000 });
     expect(r.code, r.stderr).toBe(0);
     const calls = sinceLast();
-    expect(verbs(calls)).toEqual(['version', 'stack select', 'config set', 'config set', 'config set', 'up', 'stack output', 'destroy', 'stack rm']);
+    expect(verbs(calls)).toEqual(['version', 'stack ls', 'stack select', 'config set', 'config set', 'config set', 'up', 'stack output', 'destroy', 'stack rm']);
     const config = calls.filter((c) => c.args![0] === 'config').map((c) => c.args!.slice(-3));
     expect(config[0]![0]).toBe('mongo-capsule:publicKeyPath');
     expect(config[0]![2]).toMatch(/mongo-capsule-e2e-.*\/e2e\.pub\.json$/);
@@ -212,8 +222,8 @@ describe('npm run e2e (stand-in pulumi and docker)', () => {
     expect(up.identityFileExists).toBe(true);
     expect(calls.find((c) => c.args![0] === 'stack' && c.args![1] === 'output')!.args).toContain('--show-secrets');
     expect(r.stderr).toMatch(/suite finished with exit code 0/);
-    expect(r.stdout + r.stderr).not.toContain(SECRET);
-    for (const c of calls) expect(c.args!.join(' ')).not.toContain(SECRET);
+    expect(r.stdout + r.stderr).not.toContain(STACK_SECRET);
+    for (const c of calls) expect(c.args!.join(' ')).not.toContain(STACK_SECRET);
     // The throwaway identity is gone.
     expect([...identityDirs()].filter((d) => !dirsBefore.has(d))).toEqual([]);
   });
@@ -228,14 +238,32 @@ describe('npm run e2e (stand-in pulumi and docker)', () => {
 
   it('the doctor check of the provisioned cluster runs before the suite, and its failure fails e2e', { timeout: 120_000 }, async () => {
     sinceLast();
-    // The stand-in's connection string points at a closed port: doctor reports the server as FAIL.
+    // The stand-in provisions nothing: doctor finds the server but no capsule, and reports FAIL.
     const r = await nodeScript('e2e', ['--stack', 'e2e-flow-doctor', 'test/scripts/script-args.test.ts'], { env, timeoutMs: 110_000 });
     expect(r.stderr).toMatch(/checking the provisioned cluster: mongo-capsule doctor --name e2e/);
-    expect(r.stderr).toMatch(/^FAIL\s+server/m);
+    expect(r.stderr).toMatch(/^FAIL\s+capsule/m);
     expect(r.stderr).toMatch(/suite finished with exit code 0/);
     expect(r.code).toBe(1);
     expect(verbs(sinceLast()).slice(-2)).toEqual(['destroy', 'stack rm']);
+    expect(r.stdout + r.stderr).not.toContain(STACK_SECRET);
+  });
+
+  it('a cluster that does not answer fails the suite instead of skipping it, even without doctor', { timeout: 120_000 }, async () => {
+    sinceLast();
+    const r = await nodeScript('e2e', ['--stack', 'e2e-flow-unreachable', '--skip-doctor', 'test/scripts/script-args.test.ts'], { env: { ...env, FAKE_URI: SECRET_URI }, timeoutMs: 110_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/MONGO_CAPSULE_TEST_SERVER_REQUIRED=1: not skipping/);
+    expect(r.stderr).toMatch(/suite finished with exit code [1-9]/);
+    expect(verbs(sinceLast()).slice(-2)).toEqual(['destroy', 'stack rm']);
     expect(r.stdout + r.stderr).not.toContain(SECRET);
+  });
+
+  it('refuses a stack that already exists: e2e destroys its stack, never someone else\'s', { timeout: 60_000 }, async () => {
+    sinceLast();
+    const r = await nodeScript('e2e', ['--stack', 'dev'], { env: { ...env, FAKE_STACKS: 'dev,other' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stack dev already exists; e2e creates and destroys a stack of its own/);
+    expect(verbs(sinceLast())).toEqual(['version', 'stack ls']);
   });
 
   it('pulumi up fails: no suite, destroy and stack rm, exit 1', { timeout: 60_000 }, async () => {
@@ -262,7 +290,8 @@ describe('npm run e2e (stand-in pulumi and docker)', () => {
     const r = await running;
     expect(r.code).toBe(143);
     expect(r.stderr).toMatch(/SIGTERM: stopping, then tearing the stack down/);
-    expect(tools.calls().some((c) => c.cancelled)).toBe(true);
+    // pulumi is asked to cancel the way a terminal would ask, once: SIGINT.
+    expect(tools.calls().filter((c) => c.cancelled !== undefined && c.stack === 'e2e-flow-sigterm').map((c) => c.cancelled)).toEqual(['SIGINT']);
     expect(verbs(sinceLast()).slice(-3)).toEqual(['up', 'destroy', 'stack rm']);
   });
 
@@ -288,7 +317,9 @@ describe('npm run e2e (stand-in pulumi and docker)', () => {
     expect(stderr).toMatch(/SIGINT: stopping, then tearing the stack down/);
     const calls = sinceLast();
     expect(verbs(calls).slice(-3)).toEqual(['up', 'destroy', 'stack rm']);
-    expect(tools.calls().filter((c) => c.cancelled === 'SIGINT').length).toBeGreaterThan(0);
+    // Exactly one signal reached pulumi (a second would make it terminate at once, leaving pending creates):
+    // the terminal's SIGINT stops at e2e, which cancels pulumi, running in its own process group, once.
+    expect(tools.calls().filter((c) => c.cancelled !== undefined && c.stack === 'e2e-flow-ctrlc').map((c) => c.cancelled)).toEqual(['SIGINT']);
   });
 
   it('a destroy that fails once is retried after a refresh that clears pending creates', { timeout: 60_000 }, async () => {

@@ -92,7 +92,16 @@ else if (a === 'config' && b === 'get') {
   if (env.FAKE_UP === 'fail') { out('error: provisioning failed: fake failure'); process.exit(255); }
   if (env.FAKE_UP === 'hang') {
     process.stderr.write('fake pulumi up: waiting\\n');
-    const stop = (s) => { out('cancelled by ' + s); fs.appendFileSync(env.FAKE_LOG, JSON.stringify({ tool: 'pulumi', cancelled: s }) + '\\n'); process.exit(255); };
+    // Like pulumi: the first signal starts a graceful cancel that takes a moment; every signal is recorded, so
+    // a test can tell one graceful cancel from a second, forcing signal.
+    let stopping = false;
+    const stop = (s) => {
+      fs.appendFileSync(env.FAKE_LOG, JSON.stringify({ tool: 'pulumi', cancelled: s, stack: args[args.indexOf('--stack') + 1] }) + '\\n');
+      if (stopping) return;
+      stopping = true;
+      out('cancelled by ' + s);
+      setTimeout(() => process.exit(255), 400);
+    };
     process.on('SIGINT', stop); process.on('SIGTERM', stop);
     setInterval(() => {}, 1000);
   } else out('Resources: 7 created');
@@ -118,7 +127,7 @@ export interface FakeTools {
   log: string;
   /** Environment for a script run: the stand-ins first on PATH, state and passphrase in the temp dir. */
   env(extra?: NodeJS.ProcessEnv): NodeJS.ProcessEnv;
-  calls(): Array<{ tool: string; args?: string[]; stdin?: string; cancelled?: string; backend?: string | null; passphraseFile?: string | null; identityFile?: string | null; identityFileExists?: boolean }>;
+  calls(): Array<{ tool: string; args?: string[]; stdin?: string; cancelled?: string; stack?: string; backend?: string | null; passphraseFile?: string | null; identityFile?: string | null; identityFileExists?: boolean }>;
 }
 
 export function fakeTools(): FakeTools {
