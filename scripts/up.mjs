@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { $, echo } from 'zx';
-import { checkPrerequisites, CLI, failureLines, identityMissing, ROOT } from './lib/prereqs.mjs';
+import { checkPrerequisites, CLI, dockerLeftovers, failureLines, identityMissing, leftoverCleanup, ROOT } from './lib/prereqs.mjs';
 import { withSpinner } from './lib/progress.mjs';
 import {
   BACKEND_HELP,
@@ -19,6 +19,7 @@ import {
   pulumiEnvironment,
   runPulumi,
   stackConfig,
+  stackExists,
 } from './lib/pulumi.mjs';
 import { checkExternalUri } from '../infra/config.ts';
 import { integerOption, parseScriptArgs, runScript, ScriptUsageError, userPath } from './lib/script-args.mjs';
@@ -192,7 +193,22 @@ async function main() {
   for (const note of notes) log(note);
   if (notes.some((n) => n.endsWith('(new)'))) for (const line of BACKEND_HELP) log(`  ${line}`);
 
-  // 4. Stack, configuration, update.
+  // 4. A new stack must not inherit Docker objects of an earlier one whose state is gone (lost passphrase or
+  //    .pulumi-state): refuse, and say how to remove them.
+  const dockerMode = checks.some((c) => c.id === 'docker' && c.ok); // absent for --external and external stacks
+  if (!outputsOnly && dockerMode && !(await stackExists(stack, env).catch(() => true))) {
+    const left = await dockerLeftovers(stack);
+    const count = left === undefined ? 0 : left.containers.length + left.volumes.length + left.networks.length;
+    if (left !== undefined && count > 0) {
+      log(`up: stack ${stack} is new to ${describeBackend().state}, but Docker still has ${left.containers.length} container(s), ${left.volumes.length} volume(s) and ${left.networks.length} network(s) of a stack ${stack}`);
+      log('up: its state is gone, so pulumi cannot manage them, and the new cluster would start on the old data with the old root password');
+      log('hint: remove them (the data goes with them), then rerun `npm run up`:');
+      for (const line of leftoverCleanup(stack)) log(`  ${line}`);
+      return 1;
+    }
+  }
+
+  // 5. Stack, configuration, update.
   // --outputs-only changes nothing: `stack select --create` would create a mistyped stack, and `stack output`
   // names its stack anyway.
   const steps = [
@@ -220,7 +236,7 @@ async function main() {
     }
   }
 
-  // 5. Outputs.
+  // 6. Outputs.
   let outputs;
   try {
     outputs = parseOutputs((await runPulumi(pulumiArgs.outputs(stack, showSecrets), { env, quiet: true })).stdout);

@@ -48,3 +48,5 @@ export function checkKeychain(options?: { name?: string; env?: NodeJS.ProcessEnv
 export function checkPrerequisites(ids: CheckId[], options?: { name?: string; env?: NodeJS.ProcessEnv }): Promise<KeychainCheck[]>;
 export function failureLines(checks: Check[]): string[];
 export function identityMissing(name: string, how?: string): Check;
+export function dockerLeftovers(stack: string, options?: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string }): Promise<{ containers: string[]; volumes: string[]; networks: string[] } | undefined>;
+export function leftoverCleanup(stack: string): string[];

@@ -140,6 +140,34 @@ export async function checkDocker(options = {}) {
   return evaluateDocker(await probe('docker', ['info', '--format', '{{.ServerVersion}}'], options));
 }
 
+/**
+ * Docker objects that carry the label of `stack` (containers, volumes, networks): what a stack that the state
+ * does not know would collide with. Docker reuses a volume whose name exists, so a new stack on old volumes
+ * would start on old data with an old root password. Undefined when Docker cannot be asked.
+ * @returns {Promise<{ containers: string[], volumes: string[], networks: string[] } | undefined>}
+ */
+export async function dockerLeftovers(stack, options = {}) {
+  const filter = ['--filter', `label=mongo-capsule.stack=${stack}`];
+  const kinds = { containers: ['ps', '-aq', ...filter], volumes: ['volume', 'ls', '-q', ...filter], networks: ['network', 'ls', '-q', ...filter] };
+  const found = {};
+  for (const [kind, args] of Object.entries(kinds)) {
+    const r = await probe('docker', args, options);
+    if (!r.found || r.exitCode !== 0) return undefined;
+    found[kind] = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  }
+  return found;
+}
+
+/** The commands that remove what `dockerLeftovers` found (the data in the volumes goes with them). */
+export function leftoverCleanup(stack) {
+  const label = `label=mongo-capsule.stack=${stack}`;
+  return [
+    `docker rm -f $(docker ps -aq --filter ${label})`,
+    `docker network rm $(docker network ls -q --filter ${label})`,
+    `docker volume rm $(docker volume ls -q --filter ${label})`,
+  ];
+}
+
 export async function checkPulumi(options = {}) {
   return evaluatePulumi(await probe('pulumi', ['version'], options));
 }

@@ -48,8 +48,8 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     const r = await nodeScript('up', ['--pub', pub], { env });
     expect(r.code, r.stderr).toBe(0);
     const calls = pulumiCalls(tools);
-    expect(verbs(calls)).toEqual(['version', 'stack select', 'config set', 'up', 'stack output']);
-    expect(calls[2]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', 'mongo-capsule:publicKeyPath', '--', pub]);
+    expect(verbs(calls)).toEqual(['version', 'stack ls', 'stack select', 'config set', 'up', 'stack output']);
+    expect(calls[3]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', 'mongo-capsule:publicKeyPath', '--', pub]);
     for (const c of calls.slice(1)) {
       expect(c.passphraseFile).toBe(env.PULUMI_CONFIG_PASSPHRASE_FILE);
       expect(c.backend).toBe(env.PULUMI_BACKEND_URL);
@@ -95,6 +95,18 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     expect(pulumiCalls(tools).length).toBe(before);
   });
 
+  it('up on a new stack refuses Docker objects left by a stack whose state is gone, and says how to remove them', async () => {
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('up', ['--pub', pub, '--stack', 'leftover'], { env: { ...env, FAKE_DOCKER_LEFTOVERS: 'volume,network' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stack leftover is new to .*, but Docker still has 0 container\(s\), 1 volume\(s\) and 1 network\(s\)/);
+    expect(r.stderr).toContain('docker volume rm $(docker volume ls -q --filter label=mongo-capsule.stack=leftover)');
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'stack ls']);
+    // A stack the backend knows manages its own objects: no refusal.
+    const known = await nodeScript('up', ['--pub', pub, '--stack', 'leftover'], { env: { ...env, FAKE_DOCKER_LEFTOVERS: 'volume,network', FAKE_STACKS: 'leftover' } });
+    expect(known.code, known.stderr).toBe(0);
+  });
+
   it('up --json --show-connection-string: outputs as JSON on stdout, progress (CI streams pulumi) on stderr only', async () => {
     const r = await nodeScript('up', ['--pub', pub, '--json', '--show-connection-string'], { env: { ...env, CI: 'true' } });
     expect(r.code, r.stderr).toBe(0);
@@ -137,7 +149,7 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     const r = await nodeScript('up', [], { env: { ...env, FAKE_CONFIG_publicKeyPath: pub } });
     expect(r.code, r.stderr).toBe(0);
     // No config set: the stack keeps its publicKeyPath; the keychain was asked for "default", the name in that file.
-    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'config get', 'stack select', 'up', 'stack output']);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'config get', 'stack ls', 'stack select', 'up', 'stack output']);
     const other = await nodeScript('up', [], { env: { ...env, FAKE_CONFIG_publicKeyPath: join(idDir, 'missing.pub.json') } });
     expect(other.code).toBe(0);
     expect(existsSync(join(idDir, 'missing.pub.json'))).toBe(true); // written from the (opt-in) keychain

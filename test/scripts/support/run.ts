@@ -118,6 +118,12 @@ if (process.argv[2] === 'info' && process.env.FAKE_DOCKER === 'down') {
   process.exit(1);
 }
 if (process.argv[2] === 'info') { process.stdout.write('28.0.0\\n'); process.exit(0); }
+// Listing objects by label (the leftover check of npm run up): FAKE_DOCKER_LEFTOVERS=container,volume,… lists one of each.
+const listed = { ps: 'container', volume: 'volume', network: 'network' }[process.argv[2]];
+if (listed && process.argv.some((a) => /^-[a-z]*q$/.test(a))) {
+  if ((process.env.FAKE_DOCKER_LEFTOVERS ?? '').split(',').includes(listed)) process.stdout.write('0123456789ab\\n');
+  process.exit(0);
+}
 process.stderr.write('fake docker: unsupported\\n'); process.exit(1);
 `;
 
