@@ -169,22 +169,23 @@ async function startMongod(bin, log) {
       await client.close().catch(() => {});
     }
     const uri = `mongodb://${ROOT_USERNAME}:${encodeURIComponent(password)}@${host}/?replicaSet=${REPLICA_SET_NAME}&authSource=admin`;
-    return {
-      kind: 'mongod',
-      uri,
-      description: `mongod ${REPLICA_SET_NAME} (keyfile, auth) on ${host}`,
-      reason: '',
-      capabilities: { replicaSet: true, auth: true, keyfile: true, transactions: true, partialIndexes: true },
-      stop: async () => {
-        await stopProcess(proc);
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
+    const capabilities = { replicaSet: true, auth: true, keyfile: true, transactions: true, partialIndexes: true };
+    return startedServer('mongod', uri, `mongod ${REPLICA_SET_NAME} (keyfile, auth) on ${host}`, capabilities, proc, dir);
   } catch (e) {
-    if (proc) await stopProcess(proc);
-    await rm(dir, { recursive: true, force: true });
+    await cleanUp(proc, dir);
     throw e;
   }
+}
+
+/** Stops the process (when started) and removes its directory. */
+async function cleanUp(proc, dir) {
+  if (proc) await stopProcess(proc);
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** @returns {TestServer} a server this harness started in `dir`; `stop` cleans both up. */
+function startedServer(kind, uri, description, capabilities, proc, dir) {
+  return { kind, uri, description, reason: '', capabilities, stop: () => cleanUp(proc, dir) };
 }
 
 async function startFerretdb(bin, log) {
@@ -208,20 +209,9 @@ async function startFerretdb(bin, log) {
     proc = startProcess(bin, args, { cwd: dir });
     const uri = `mongodb://${host}/?directConnection=true`;
     await waitForPing(uri, proc, 'FerretDB');
-    return {
-      kind: 'ferretdb',
-      uri,
-      description: `FerretDB ${FERRETDB_VERSION} (SQLite) on ${host}`,
-      reason: '',
-      capabilities: { ...NO_CAPABILITIES },
-      stop: async () => {
-        await stopProcess(proc);
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
+    return startedServer('ferretdb', uri, `FerretDB ${FERRETDB_VERSION} (SQLite) on ${host}`, { ...NO_CAPABILITIES }, proc, dir);
   } catch (e) {
-    if (proc) await stopProcess(proc);
-    await rm(dir, { recursive: true, force: true });
+    await cleanUp(proc, dir);
     throw e;
   }
 }
