@@ -20,6 +20,11 @@ import { CapsuleConflictError, InvalidArgumentError, MongoAuthError, MongoCapsul
 
 /** How long to look for a server before failing (the driver's default is 30 s, too long for a CLI). */
 export const DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000;
+/**
+ * How long one of our operations may wait for a reply once sent (the driver's default is forever). Generous:
+ * rewrapManyDataKey and index builds on a large key vault are the slowest things this toolkit asks for.
+ */
+export const DEFAULT_SOCKET_TIMEOUT_MS = 120_000;
 
 const SCHEME = /^(mongodb(?:\+srv)?:\/\/)/i;
 
@@ -74,7 +79,9 @@ export async function connect(uri: string, options: ConnectOptions = {}): Promis
     const defaults: MongoClientOptions = { appName: 'mongo-capsule' };
     if (!uriHasOption(uri, 'serverSelectionTimeoutMS')) defaults.serverSelectionTimeoutMS = DEFAULT_SERVER_SELECTION_TIMEOUT_MS;
     if (!uriHasOption(uri, 'connectTimeoutMS')) defaults.connectTimeoutMS = DEFAULT_SERVER_SELECTION_TIMEOUT_MS;
-    for (const k of ['serverSelectionTimeoutMS', 'connectTimeoutMS'] as const) {
+    // A server that accepts a command and never answers is an error after a while, not a hang.
+    if (!uriHasOption(uri, 'socketTimeoutMS')) defaults.socketTimeoutMS = DEFAULT_SOCKET_TIMEOUT_MS;
+    for (const k of ['serverSelectionTimeoutMS', 'connectTimeoutMS', 'socketTimeoutMS'] as const) {
       if (uriHasOption(uri, k)) delete clientOptions[k];
     }
     client = new MongoClient(uri, { ...defaults, ...clientOptions });

@@ -1,7 +1,9 @@
-import { createServer } from 'node:net';
+import { connect as connectTcp, createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { connect, openEncryptedClient, provisionCluster } from '../../src/mongo/index.ts';
+import { MongoNetworkTimeoutError } from 'mongodb';
+import { connect, DEFAULT_SOCKET_TIMEOUT_MS, openEncryptedClient, provisionCluster } from '../../src/mongo/index.ts';
+import { describeWithServer, server } from './support/server.ts';
 import { InvalidArgumentError, MongoUnreachableError } from '../../src/errors.ts';
 import { testIdentity } from './support/identity.ts';
 
@@ -53,6 +55,54 @@ describe('unreachable servers and bad connection strings', () => {
       expect(err, uri.replace(secret, '***')).toBeInstanceOf(InvalidArgumentError);
       expect((err as Error).message).not.toContain(secret);
       expect(String((err as Error).cause ?? '')).not.toContain(secret);
+    }
+  });
+});
+
+describeWithServer(`a server that stops answering mid-operation (${server.description})`, () => {
+  /** A TCP proxy to the test server that can stop passing the server's replies on. */
+  async function stallingProxy(target: string) {
+    const [host, port] = new URL(target.replace(/^mongodb:/, 'http:')).host.split(':');
+    const sockets = new Set<Socket>();
+    const state = { stalled: false };
+    const proxy = createServer((client) => {
+      const upstream = connectTcp(Number(port), host!);
+      sockets.add(client).add(upstream);
+      client.on('data', (d) => upstream.write(d));
+      upstream.on('data', (d) => {
+        if (!state.stalled) client.write(d);
+      });
+      for (const s of [client, upstream]) s.on('error', () => {}).on('close', () => (client.destroy(), upstream.destroy()));
+    }).listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+    const { port: proxyPort } = proxy.address() as { port: number };
+    return {
+      uri: target.replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${proxyPort}`),
+      stall: () => (state.stalled = true),
+      close: async () => {
+        for (const s of sockets) s.destroy();
+        proxy.close();
+      },
+    };
+  }
+
+  it('connect() bounds every operation by default; the connection string can say otherwise', async () => {
+    const proxy = await stallingProxy(server.uri);
+    const defaults = await connect(proxy.uri);
+    const own = await connect(`${proxy.uri}${proxy.uri.includes('?') ? '&' : '?'}socketTimeoutMS=700`);
+    try {
+      expect(defaults.options.socketTimeoutMS).toBe(DEFAULT_SOCKET_TIMEOUT_MS);
+      expect(own.options.socketTimeoutMS).toBe(700);
+      await own.db('admin').command({ ping: 1 });
+      proxy.stall();
+      const started = Date.now();
+      const err = await own.db('admin').command({ ping: 1 }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MongoNetworkTimeoutError);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await proxy.close();
+      await defaults.close().catch(() => {});
+      await own.close().catch(() => {});
     }
   });
 });
