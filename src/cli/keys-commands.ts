@@ -189,11 +189,15 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   try {
     const repositories: CapsuleRepository[] = dirs.map((d) => new FileCapsuleRepository(d));
     if (client !== undefined) repositories.push(new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection }));
-    report = await manager.rotate(name, repositories, { ...(values.suite ? { suite: values.suite } : {}), signers });
+    report = await manager.rotate(name, repositories, {
+      ...(values.suite ? { suite: values.suite } : {}),
+      signers,
+      // Before the old key is retired; a refusal here (the file exists, no --replace) keeps both keys.
+      onPromoted: (pub) => writePublicFile(pubOut, pub, values.replace === true),
+    });
   } finally {
     await client?.close().catch(() => {});
   }
-  await writePublicFile(pubOut, report.publicIdentity, values.replace === true);
   if (report.resumed) io.stdout.write('finished an interrupted rotation\n');
   if (report.discardedDamagedSlot) io.stdout.write(`discarded a damaged ${report.discardedDamagedSlot} slot left by the interruption (its key was held elsewhere or never used)\n`);
   io.stdout.write(`re-sealed ${report.rewrapped.length} capsule(s); ${report.current} now sealed for the new key; ${report.untouched} for other keys left alone\n`);

@@ -55,6 +55,10 @@ export interface Keychain {
   delete(account: string): Promise<boolean>;
   /** Whether `account` has an entry (without handing its value out). */
   exists(account: string): Promise<boolean>;
+  /** True when the store only hands out what it was given (an identity from the environment): no writes. */
+  readonly readOnly?: boolean;
+  /** Set when other processes can reach the same entries (the OS keychain): identity locks then span processes. */
+  readonly lockScope?: string;
 }
 
 /** A keychain in process memory, for tests and benchmarks. Values are copied in and out and wiped on delete. */
@@ -233,12 +237,15 @@ export interface OsKeychainOptions {
 /** The OS keychain: chunked values, typed errors, and misses that are verified before being believed. */
 export class OsKeychain implements Keychain {
   readonly description: string;
+  readonly lockScope: string | undefined;
   readonly #store: CredentialStore;
   readonly #chunkBytes: number;
 
   constructor(options: OsKeychainOptions = {}) {
     this.#store = options.credentialStore ?? new KeyringCredentialStore(options.service ?? KEYCHAIN_SERVICE);
     this.description = this.#store.description;
+    // A store passed in (tests) is private to this object; the platform's is shared by every process of the user.
+    this.lockScope = options.credentialStore === undefined ? `os:${options.service ?? KEYCHAIN_SERVICE}` : undefined;
     this.#chunkBytes = options.chunkPayloadBytes ?? CHUNK_PAYLOAD_BYTES;
     if (!Number.isInteger(this.#chunkBytes) || this.#chunkBytes < 1 || this.#chunkBytes + CHUNK_HEADER > WINDOWS_MAX_BLOB_BYTES) {
       throw new InvalidArgumentError(`OsKeychain: chunkPayloadBytes must be 1-${WINDOWS_MAX_BLOB_BYTES - CHUNK_HEADER}`);
@@ -283,7 +290,12 @@ export class OsKeychain implements Keychain {
       parts.push(head.subarray(CHUNK_HEADER));
       for (let i = 1; i < count; i++) {
         const blob = await this.#store.get(chunkAccount(account, i));
-        if (blob === null) throw new KeychainEntryCorruptError(`keychain entry ${account} is incomplete: chunk ${i + 1} of ${count} is missing`, { hint: corruptHint(account) });
+        if (blob === null) {
+          // The platform API also says "no such entry" when the store itself is broken: make sure it is not
+          // before calling the entry damaged (a damaged rotation slot may be discarded).
+          await this.#verifyMiss();
+          throw new KeychainEntryCorruptError(`keychain entry ${account} is incomplete: chunk ${i + 1} of ${count} is missing`, { hint: corruptHint(account) });
+        }
         const c = this.#parseChunk(account, blob, i);
         if (c.count !== count || !equalBytes(c.digest, digest)) {
           blob.fill(0);

@@ -38,6 +38,7 @@ import {
   isMongoCapsuleError,
 } from '../errors.ts';
 import type { CapsuleRepository } from './capsule-repository.ts';
+import { withIdentityLock } from './identity-lock.ts';
 import { equalBytes, OsKeychain, type Keychain } from './keychain.ts';
 
 /** Milliseconds since the epoch; injectable so tests can move time. */
@@ -80,6 +81,12 @@ export interface RotateOptions {
   signers?: readonly PublicIdentity[];
   /** How often to re-list a repository whose capsules keep changing under us (default 5). */
   maxAttempts?: number;
+  /**
+   * Called once the new key is the active one and before the old key is retired, with the new public identity:
+   * the moment to publish it (write the `.pub.json` seeders read). If it throws, the rotation stops there with
+   * both keys still held; running it again resumes and calls it again.
+   */
+  onPromoted?: (publicIdentity: PublicIdentity) => Promise<void>;
 }
 
 export interface RotationReport {
@@ -123,6 +130,8 @@ export class KeyManager {
   readonly #now: Clock;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #loading = new Map<string, Promise<SecretIdentity | undefined>>();
+  /** Bumped by every eviction of an account; a read that started before the bump does not fill the cache. */
+  readonly #generation = new Map<string, number>();
 
   constructor(options: KeyManagerOptions = {}) {
     this.keychain = options.keychain ?? new OsKeychain();
@@ -143,6 +152,10 @@ export class KeyManager {
    */
   async initialize(name = 'default', suite: string = DEFAULT_SUITE): Promise<PublicIdentity> {
     checkIdentityName('initialize', name);
+    return withIdentityLock(this.keychain, name, () => this.#initialize(name, suite));
+  }
+
+  async #initialize(name: string, suite: string): Promise<PublicIdentity> {
     for (const slot of SLOTS) {
       if (await this.keychain.exists(slotAccount(name, slot))) {
         throw new AlreadyInitializedError(name, slot === 'active' ? {} : { hint: `a rotation of ${name} is unfinished: run \`mongo-capsule keys rotate --name ${name}\` to finish it` });
@@ -189,6 +202,10 @@ export class KeyManager {
    */
   async delete(name = 'default'): Promise<void> {
     checkIdentityName('delete', name);
+    return withIdentityLock(this.keychain, name, () => this.#delete(name));
+  }
+
+  async #delete(name: string): Promise<void> {
     let removed = false;
     for (const slot of SLOTS) {
       const account = slotAccount(name, slot);
@@ -232,6 +249,21 @@ export class KeyManager {
   async unwrap(capsule: Uint8Array, name = 'default', options: UnwrapWithManagerOptions = {}): Promise<Uint8Array> {
     checkIdentityName('unwrap', name);
     const { header } = parseCapsule(capsule);
+    const first = await this.#unwrapWithSlots(capsule, header, name, options);
+    if (first.cmk !== undefined) return first.cmk;
+    // A cached identity can be older than the capsule: another process may have rotated the key since. Read the
+    // keychain again, once, before saying the key is not held.
+    for (const slot of SLOTS) this.#evict(slotAccount(name, slot));
+    const again = await this.#unwrapWithSlots(capsule, header, name, options);
+    if (again.cmk !== undefined) return again.cmk;
+    throw new CapsuleAuthError(
+      `capsule ${JSON.stringify(header.name)} is sealed for ${header.suite} key ${header.kid}, which identity ${JSON.stringify(name)} does not hold (it holds ${again.held.join(', ')})`,
+      { hint: 'unwrap with the identity the capsule was sealed for (`mongo-capsule inspect` shows its kid), or re-seal the capsule' },
+    );
+  }
+
+  /** Opens the capsule with the slot holding its kid; `cmk` undefined (and the kids held) when none does. */
+  async #unwrapWithSlots(capsule: Uint8Array, header: CapsuleHeader, name: string, options: UnwrapWithManagerOptions): Promise<{ cmk?: Uint8Array; held: string[] }> {
     const held: string[] = [];
     let damaged: unknown;
     for (const slot of SLOTS) {
@@ -249,18 +281,16 @@ export class KeyManager {
         continue;
       }
       if (id.kid === header.kid) {
-        return unwrapKey(capsule, id, {
+        const cmk = unwrapKey(capsule, id, {
           ...(options.signers ? { signers: options.signers } : {}),
           ...(options.requireSignature ? { requireSignature: true } : {}),
         });
+        return { cmk, held };
       }
       held.push(id.kid);
     }
     if (damaged !== undefined) throw damaged;
-    throw new CapsuleAuthError(
-      `capsule ${JSON.stringify(header.name)} is sealed for ${header.suite} key ${header.kid}, which identity ${JSON.stringify(name)} does not hold (it holds ${held.join(', ')})`,
-      { hint: 'unwrap with the identity the capsule was sealed for (`mongo-capsule inspect` shows its kid), or re-seal the capsule' },
-    );
+    return { held };
   }
 
   /**
@@ -279,6 +309,10 @@ export class KeyManager {
    */
   async rotate(name: string, repositories: readonly CapsuleRepository[], options: RotateOptions = {}): Promise<RotationReport> {
     checkIdentityName('rotate', name);
+    return withIdentityLock(this.keychain, name, () => this.#rotate(name, repositories, options));
+  }
+
+  async #rotate(name: string, repositories: readonly CapsuleRepository[], options: RotateOptions): Promise<RotationReport> {
     for (const slot of SLOTS) this.#evict(slotAccount(name, slot));
     const owned: SecretIdentity[] = [];
     const keep = (id: SecretIdentity | undefined) => {
@@ -356,6 +390,9 @@ export class KeyManager {
         await this.#storeVerified(slotAccount(name, 'active'), newId);
       }
       await this.keychain.delete(slotAccount(name, 'next'));
+      // Published before the old key is retired: a seeder that still read the old public file after retirement
+      // would seal capsules nobody can open.
+      await options.onPromoted?.(toPublicIdentity(newId));
       if (oldId !== undefined) await sweep();
       await this.keychain.delete(slotAccount(name, 'prev'));
       return {
@@ -489,9 +526,16 @@ export class KeyManager {
     }
     const inFlight = this.#loading.get(account);
     if (inFlight !== undefined) return inFlight;
-    const load = (async () => {
+    const generation = this.#generation.get(account) ?? 0;
+    const load = (async (): Promise<SecretIdentity | undefined> => {
       const id = await this.#read(account, name);
       if (id === undefined) return id;
+      if ((this.#generation.get(account) ?? 0) !== generation) {
+        // Evicted while this read was under way (delete, clearCache, rotate): what it read may be gone from the
+        // keychain, so it must not enter the cache; ask the keychain again.
+        wipeSecretIdentity(id);
+        return this.#cached(name, slot);
+      }
       const timer = setTimeout(() => this.#evict(account, id), this.cacheTtlMs);
       timer.unref?.();
       this.#cache.set(account, { identity: id, expiresAt: this.#now() + this.cacheTtlMs, timer });
@@ -501,11 +545,17 @@ export class KeyManager {
     try {
       return await load;
     } finally {
-      this.#loading.delete(account);
+      if (this.#loading.get(account) === load) this.#loading.delete(account);
     }
   }
 
+  /** Drops the cached identity of `account` (wiped), or with `only`, only if that is the one cached (its timer). */
   #evict(account: string, only?: SecretIdentity): void {
+    if (only === undefined) {
+      // Also invalidate a read still under way, so that it cannot put back what was just dropped.
+      this.#generation.set(account, (this.#generation.get(account) ?? 0) + 1);
+      this.#loading.delete(account);
+    }
     const entry = this.#cache.get(account);
     if (entry === undefined || (only !== undefined && entry.identity !== only)) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);

@@ -40,11 +40,13 @@ import {
 import {
   AlreadyInitializedError,
   FileNotFoundError,
+  KeychainReadOnlyError,
   LegacyKeyUnsupportedError,
   MigrationVerifyError,
   UsageError,
 } from '../errors.ts';
 import { equalBytes, type Keychain } from './keychain.ts';
+import { withIdentityLock } from './identity-lock.ts';
 import { KeyManager, slotAccount } from './manager.ts';
 import { writeFileAtomic } from '../files.ts';
 import { checkDeletable, secureDelete } from './secure-file.ts';
@@ -157,6 +159,13 @@ function identityFromNtru(name: string, secretKey: Uint8Array, publicKeyInput: U
  * const r = await migrateLegacySecret('old/default.secret.json', { keychain: new OsKeychain() });
  */
 export async function migrateLegacySecret(path: string, options: MigrateOptions): Promise<MigrationResult> {
+  // A read-only source (the environment opt-in) answers reads, so "already present" would look true, and the file
+  // (perhaps the very file it reads) would be deleted: refuse before anything happens.
+  if (options.keychain.readOnly) {
+    throw new KeychainReadOnlyError(`keys migrate: ${options.keychain.description} is read-only; ${path} was left untouched`, {
+      hint: 'unset MONGO_CAPSULE_SECRET_IDENTITY and MONGO_CAPSULE_SECRET_IDENTITY_FILE to migrate into the OS keychain',
+    });
+  }
   if (!options.keepFile) await checkDeletable(path);
   let data: Uint8Array;
   try {
@@ -193,7 +202,7 @@ export async function migrateLegacySecret(path: string, options: MigrateOptions)
       identity = identityFromNtru(name, data, options.publicKey);
     }
     try {
-      const alreadyPresent = await storeAndVerify(options.keychain, identity);
+      const alreadyPresent = await withIdentityLock(options.keychain, identity.name, () => storeAndVerify(options.keychain, identity, kind === 'secret-identity'));
       if (!options.keepFile) await secureDelete(path);
       return { kind, name: identity.name, publicIdentity: toPublicIdentity(identity), alreadyPresent, capsuleOut: null, deleted: !options.keepFile };
     } finally {
@@ -205,7 +214,7 @@ export async function migrateLegacySecret(path: string, options: MigrateOptions)
 }
 
 /** Store `identity` under its name unless that entry already holds the same KEM key; then read back and compare. */
-async function storeAndVerify(keychain: Keychain, identity: SecretIdentity): Promise<boolean> {
+async function storeAndVerify(keychain: Keychain, identity: SecretIdentity, wholeIdentity: boolean): Promise<boolean> {
   const account = slotAccount(identity.name, 'active');
   for (const slot of ['next', 'prev'] as const) {
     if (await keychain.exists(slotAccount(identity.name, slot))) {
@@ -217,8 +226,12 @@ async function storeAndVerify(keychain: Keychain, identity: SecretIdentity): Pro
     let same = false;
     try {
       const held = decodeSecretIdentity(existing);
-      // A rerun for a raw NTRU key generates another signing key; the KEM key is what must match.
-      same = held.kid === identity.kid && equalBytes(held.kemSecretKey, identity.kemSecretKey);
+      // A secret identity file must match whole (its signing key too: deleting the file would lose a different
+      // one). A raw NTRU key has no signing key; a rerun generates another, so only its KEM key must match.
+      same =
+        held.kid === identity.kid &&
+        equalBytes(held.kemSecretKey, identity.kemSecretKey) &&
+        (!wholeIdentity || (held.signer.kid === identity.signer.kid && equalBytes(held.signerSeed, identity.signerSeed)));
       wipeSecretIdentity(held);
     } catch {
       same = false;

@@ -42,6 +42,7 @@ export interface SecretSourceOptions {
  */
 export class EnvironmentKeychain implements Keychain {
   readonly description: string;
+  readonly readOnly = true;
   readonly identityName: string;
   readonly #encoded: Uint8Array;
 

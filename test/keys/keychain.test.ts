@@ -144,6 +144,19 @@ describe('OsKeychain chunking', () => {
     expect(store.entries.size).toBe(0);
   });
 
+  it('a chunk that reads as missing from a store that is broken is KEYCHAIN_UNAVAILABLE, not a damaged entry', async () => {
+    // Damaged would let a rotation discard a slot whose key capsules may already be sealed for.
+    const store = new FakeStore();
+    const k = new OsKeychain({ credentialStore: store, chunkPayloadBytes: 100 });
+    await k.store('multi', new Uint8Array(250).fill(7));
+    const get = store.get.bind(store);
+    store.get = async (account: string) => (account === 'multi' ? get(account) : null); // only chunk 0 answers
+    await expect(k.retrieve('multi')).rejects.toMatchObject({ code: 'KEYCHAIN_UNAVAILABLE' });
+    store.get = get;
+    store.entries.delete([...store.entries.keys()].find((a) => a !== 'multi')!); // a chunk really gone
+    await expect(k.retrieve('multi')).rejects.toMatchObject({ code: 'KEYCHAIN_ENTRY_CORRUPT' });
+  });
+
   it('rejects values too large and chunk sizes beyond the Windows limit', async () => {
     const k = new OsKeychain({ credentialStore: new FakeStore(), chunkPayloadBytes: 100 });
     await expect(k.store('a', bytes(100 * 16 + 1))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
