@@ -31,6 +31,9 @@ function onPath(command) {
  * @returns {Promise<number>}
  */
 export async function runInKeyringSession(argv, { cwd, log, env: baseEnv = process.env }) {
+  // The run's own state directory (src/state-dir.ts): tests never read or write the user's own state.
+  const stateDir = mkdtempSync(join(tmpdir(), 'mongo-capsule-state-'));
+  baseEnv = { ...baseEnv, MONGO_CAPSULE_STATE_DIR: stateDir };
   const wanted = baseEnv.MONGO_CAPSULE_TEST_KEYRING !== '0' && process.platform === 'linux';
   const available = onPath('dbus-run-session') && onPath('gnome-keyring-daemon');
   let command;
@@ -74,6 +77,7 @@ export async function runInKeyringSession(argv, { cwd, log, env: baseEnv = proce
   });
   process.off('SIGINT', forward);
   process.off('SIGTERM', forward);
+  rmSync(stateDir, { recursive: true, force: true });
   if (tempDir !== undefined) {
     // The daemon exits with its session bus; a short retry covers files it is still closing.
     rmSync(tempDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
