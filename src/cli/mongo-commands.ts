@@ -242,7 +242,12 @@ ${NAMESPACE_HELP}
     const identity = alias('doctor', values, 'identity', 'name') ?? 'default';
     const keyVault = values['key-vault'] ?? DEFAULT_KEY_VAULT_NAMESPACE;
     const trusted = new Map<string, string>();
-    for (const file of values.trust ?? []) trusted.set(decodePublicIdentity(await readTextFile(file)).signer.kid, file);
+    const signers: PublicIdentity[] = [];
+    for (const file of values.trust ?? []) {
+      const signer = decodePublicIdentity(await readTextFile(file));
+      signers.push(signer);
+      trusted.set(signer.signer.kid, file);
+    }
     const checks: Check[] = [];
     const add = (status: Check['status'], what: string, detail: string) => {
       checks.push({ status, what, detail });
@@ -339,7 +344,7 @@ ${NAMESPACE_HELP}
         }
 
         if (record !== undefined && client && km && pub !== undefined && pub.kid === record.header.kid && csfle.available) {
-          add(...(await checkCmk(client, record, keyVault, (c) => km.unwrap(c, identity), why)));
+          add(...(await checkCmk(client, record, keyVault, (c) => km.unwrap(c, identity, signers.length > 0 ? { signers } : {}), why)));
         }
       } finally {
         km?.clearCache();
