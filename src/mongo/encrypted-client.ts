@@ -250,7 +250,10 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
         return await op(current);
       } catch (e2) {
         if (!isProviderMissing(e2)) throw cryptError(e2, what, capsuleName);
-        throw new CmkRotatedError(`${what}: capsule ${capsuleName} changed again while this client switched to its new CMK`, { cause: e2 });
+        throw new CmkRotatedError(`${what}: capsule ${capsuleName} changed again while this client switched to its new CMK`, {
+          hint: 'retry the operation: a CMK rotation or its abandonment is under way (`mongo-capsule doctor` shows it)',
+          cause: e2,
+        });
       }
     }
   };
