@@ -343,8 +343,9 @@ ${NAMESPACE_HELP}
           }
         }
 
-        if (record !== undefined && client && km && pub !== undefined && pub.kid === record.header.kid && csfle.available) {
-          add(...(await checkCmk(client, record, keyVault, (c) => km.unwrap(c, identity, signers.length > 0 ? { signers } : {}), why)));
+        if (record !== undefined && client && km && pub !== undefined && pub.kid === record.header.kid) {
+          if (csfle.available) add(...(await checkCmk(client, record, keyVault, (c) => km.unwrap(c, identity, signers.length > 0 ? { signers } : {}), why)));
+          else add('warn', 'cmk', 'not checked against the key vault: that needs mongodb-client-encryption (see libmongocrypt below)');
         }
       } finally {
         km?.clearCache();
