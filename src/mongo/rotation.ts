@@ -277,9 +277,14 @@ async function verifyProviders(encryption: ClientEncryption, client: MongoClient
   return n;
 }
 
-/** An error after the rotation was recorded: typed errors about the key vault stay as they are, the rest say how to finish. */
+/**
+ * An error after the rotation was recorded. Failures of the server or the network say that the rotation started
+ * and that a rerun finishes it; every other typed error (wrong key, signature, key vault mismatch) stays as it
+ * is, because rerunning would not help.
+ */
+const TRANSIENT = new Set(['MONGO_UNREACHABLE', 'MONGO_COMMAND', 'MONGO_AUTH', 'TIMEOUT']);
 function incomplete(e: unknown, capsuleName: string, id: string): Error {
-  if (e instanceof CmkMismatchError || e instanceof CapsuleAuthError || e instanceof CapsuleConflictError || e instanceof RotationIncompleteError) return e;
+  if (isMongoCapsuleError(e) && !TRANSIENT.has(e.code)) return e;
   const cause = isMongoCapsuleError(e) ? e.message : e instanceof Error ? e.message : String(e);
   return new RotationIncompleteError(`capsule ${capsuleName}: the CMK rotation ${id} started but did not finish: ${cause}`, { cause: e });
 }
