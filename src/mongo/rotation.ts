@@ -32,7 +32,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ClientEncryption, type MongoClient } from 'mongodb';
 import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { CapsuleAuthError, CapsuleConflictError, CmkMismatchError, isMongoCapsuleError, RotationIncompleteError } from '../errors.ts';
-import { CapsuleStore, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
+import { CapsuleStore, DEFAULT_CAPSULE_NAMESPACE, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { capsuleKeys, DEFAULT_CAPSULE_NAME, DEFAULT_REFRESH_INTERVAL_MS, toUnwrapFn, type CapsuleKeys, type UnwrapFn, type Unwrapper } from './encrypted-client.ts';
@@ -354,4 +354,21 @@ export async function abandonCmkRotation(options: AbandonCmkRotationOptions): Pr
   } finally {
     await client.close().catch(() => {});
   }
+}
+
+/**
+ * Refuses a KEM-key rotation over `store` while one of its capsules sealed for `kids` has a CMK rotation
+ * pending: the store's compare-and-swap refuses such a capsule, so the key rotation would only retry until it
+ * gives up. Says which capsule and the command that finishes (or undoes) its CMK rotation.
+ */
+export async function assertNoPendingCmkRotation(store: CapsuleStore, kids: readonly string[]): Promise<void> {
+  const pending = (await store.list()).filter((r) => r.pendingRotation !== null && kids.includes(r.header.kid));
+  if (pending.length === 0) return;
+  const names = pending.map((r) => r.name);
+  throw new CapsuleConflictError(
+    `a CMK rotation is pending on capsule(s) ${names.join(', ')} in ${store.namespace}; the KEM-key rotation would wait for it, so nothing was changed`,
+    {
+      hint: `finish it first with ${names.map((n) => `\`mongo-capsule rotate-cmk --capsule ${n}${store.namespace === DEFAULT_CAPSULE_NAMESPACE ? '' : ` --capsules ${store.namespace}`}\``).join(', ')} (or undo it with \`rotate-cmk --abandon\`), then run keys rotate again`,
+    },
+  );
 }

@@ -140,6 +140,15 @@ describeIf(reason === '', reason)(`doctor and rotate-cmk (${server.description})
     expect(d.stdout).toMatch(/^ok    cmk +the CMK of capsule pending decrypts its 1 data key\(s\)/m);
     expect(d.code).toBe(0);
 
+    // A KEM-key rotation meanwhile says what blocks it and how to finish, instead of retrying until it gives up.
+    const activeBefore = (await km.status(owner)).slots.active;
+    const k = await run(['keys', 'rotate', '--name', owner, '--cluster', '--collection', capsules, '--pub-out', join(dir, 'k.pub.json'), '--replace']);
+    expect(k.code).toBe(1);
+    expect(k.stderr).toMatch(/^error: a CMK rotation is pending on capsule\(s\) pending in /m);
+    expect(k.stderr).toMatch(new RegExp(`^hint: finish it first with \`mongo-capsule rotate-cmk --capsule pending --capsules ${capsules}\``, 'm'));
+    expect(k.stderr).not.toMatch(/kept changing/);
+    expect(await km.status(owner)).toMatchObject({ rotationPending: false, slots: { active: activeBefore } });
+
     const a = await run(['rotate-cmk', '--abandon', '--capsule', 'pending', '--identity', owner, ...ns]);
     expect(a.stderr).not.toMatch(/^error/m);
     expect(a.stdout).toMatch(/^capsule pending: CMK rotation [0-9a-f]+ abandoned\ndata keys moved back 1 /m);
