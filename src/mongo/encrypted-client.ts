@@ -78,7 +78,7 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper): Pro
 }
 
 /** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */
-export function rotationState(record: Pick<CapsuleRecord, 'generation' | 'pendingRotation'>): string {
+function rotationState(record: Pick<CapsuleRecord, 'generation' | 'pendingRotation'>): string {
   return `${record.generation}:${record.pendingRotation?.id ?? ''}`;
 }
 

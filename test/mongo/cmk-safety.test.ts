@@ -2,9 +2,10 @@
  * Issue 10 §3: a capsule whose CMK does not open the key vault's data keys is caught before anything is written;
  * a stuck rotation can be abandoned; data keys are scoped to their capsule; clients survive a CMK rotation.
  */
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Binary, type Document, type MongoClient } from 'mongodb';
-import { wrapKey, generateCmk } from '../../src/crypto/index.ts';
+import { capsuleToDocument, generateCmk, wrapKey } from '../../src/crypto/index.ts';
 import {
   abandonCmkRotation,
   CapsuleStore,
@@ -56,13 +57,9 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
    */
   async function replaceCmk(name: string): Promise<void> {
     const cmk = generateCmk();
-    const bytes = wrapKey(cmk, owner.pub, { name, signer: owner.secret });
+    const d = capsuleToDocument(wrapKey(cmk, owner.pub, { name, signer: owner.secret }));
     cmk.fill(0);
-    const doc = await capsules().findOne({ name });
-    await capsules().updateOne({ name }, { $set: { bytes: new Binary(bytes), sha256: sha256Hex(bytes), createdAt: doc!.createdAt } });
-    // The header fields must agree with the bytes; the only difference that matters is the CMK inside.
-    const fresh = (await import('../../src/crypto/index.ts')).capsuleToDocument(bytes);
-    await capsules().updateOne({ name }, { $set: { createdAt: fresh.createdAt, kid: fresh.kid, signerKid: fresh.signerKid, suite: fresh.suite, version: fresh.version } });
+    await capsules().updateOne({ name }, { $set: { ...d, bytes: new Binary(d.bytes), sha256: sha256Hex(d.bytes) } });
   }
 
   it('rotate-cmk proves the CMK opens the data keys before writing anything (typed error, nothing written)', async () => {
@@ -103,10 +100,7 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
     const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
     // The owner's live CMK no longer matches the key vault: finishing cannot work.
     const live = await store.load(name);
-    const cmk = generateCmk();
-    const bytes = wrapKey(cmk, owner.pub, { name, signer: owner.secret });
-    cmk.fill(0);
-    await capsules().updateOne({ name }, { $set: { bytes: new Binary(bytes), sha256: sha256Hex(bytes), createdAt: (await import('../../src/crypto/index.ts')).capsuleToDocument(bytes).createdAt } });
+    await replaceCmk(name);
     expect((await store.load(name)).sha256).not.toBe(live.sha256);
 
     const err = await rotateCmk({ ...common, capsuleName: name }).catch((e: unknown) => e);
@@ -153,18 +147,17 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
   it('a network drop after the rotation started says so, and that a rerun finishes it', async () => {
     const name = 'netdrop';
     await seedData(name, 1);
-    const net = await import('node:net');
     const [host, port] = new URL(server.uri).host.split(':') as [string, string];
-    const sockets = new Set<import('node:net').Socket>();
-    const proxy = net.createServer((c) => {
-      const up = net.connect(Number(port), host);
+    const sockets = new Set<Socket>();
+    const proxy = createServer((c) => {
+      const up = createConnection(Number(port), host);
       sockets.add(c).add(up);
       c.pipe(up).pipe(c);
       c.on('error', () => up.destroy());
       up.on('error', () => c.destroy());
     });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const proxied = server.uri.replace(`${host}:${port}`, `127.0.0.1:${(proxy.address() as import('node:net').AddressInfo).port}`);
+    const proxied = server.uri.replace(`${host}:${port}`, `127.0.0.1:${(proxy.address() as AddressInfo).port}`);
     const cut = () => {
       proxy.close();
       for (const s of sockets) s.destroy();
