@@ -38,6 +38,9 @@ export type ErrorCode =
   | 'CAPSULE_CONFLICT'
   | 'CSFLE_UNAVAILABLE'
   | 'TIMEOUT'
+  | 'CMK_MISMATCH'
+  | 'CMK_ROTATED'
+  | 'ROTATION_INCOMPLETE'
   // infra / scripts
   | 'CONFIG_INVALID'
   | 'PREREQUISITE_MISSING';
@@ -299,5 +302,42 @@ export class OperationTimeoutError extends MongoCapsuleError {
 export class ConfigInvalidError extends MongoCapsuleError {
   constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
     super('CONFIG_INVALID', message, options);
+  }
+}
+
+// ---- mongo: the CMK and the key vault ----
+
+/**
+ * The CMK a capsule holds does not decrypt the data keys it is meant to (libmongocrypt: "HMAC validation
+ * failure"): the capsule and the key vault do not belong together.
+ */
+export class CmkMismatchError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CMK_MISMATCH', message, {
+      hint:
+        'the capsule holds another CMK than the one these data keys were made with (a capsule restored from another cluster, or edited by hand): ' +
+        'restore the capsule that belongs to this key vault, or point --capsules/--key-vault at the pair that belongs together; `mongo-capsule doctor` checks it',
+      ...options,
+    });
+  }
+}
+
+/** A client holds the CMK of an older capsule generation and cannot switch to the current one on this path. */
+export class CmkRotatedError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CMK_ROTATED', message, {
+      hint: 'take collections from `db.client` when you use them rather than keeping them from before the rotation (db.client follows the rotation), or open a new encrypted client',
+      ...options,
+    });
+  }
+}
+
+/** A CMK rotation started (pendingRotation is stored) but this run could not finish it. */
+export class RotationIncompleteError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('ROTATION_INCOMPLETE', message, {
+      hint: 'data stays readable meanwhile; rerun `mongo-capsule rotate-cmk` (same options) to finish the rotation, or `mongo-capsule rotate-cmk --abandon` to undo it',
+      ...options,
+    });
   }
 }

@@ -17,7 +17,7 @@ import { KEYCHAIN_SERVICE, OsKeychain, type Keychain } from '../keys/keychain.ts
 import { KeyManager } from '../keys/manager.ts';
 import { migrateLegacySecret } from '../keys/migrate.ts';
 import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/secret-source.ts';
-import { CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
+import { assertNoPendingCmkRotation, CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
 import { parseCommandArgs, required, uriFrom } from './args.ts';
 import { setKeychainResolver } from './crypto-commands.ts';
@@ -188,7 +188,11 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   let report;
   try {
     const repositories: CapsuleRepository[] = dirs.map((d) => new FileCapsuleRepository(d));
-    if (client !== undefined) repositories.push(new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection }));
+    if (client !== undefined) {
+      const store = new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection });
+      await assertNoPendingCmkRotation(store, Object.values(before.slots).filter((k): k is string => k !== null));
+      repositories.push(store);
+    }
     report = await manager.rotate(name, repositories, {
       ...(values.suite ? { suite: values.suite } : {}),
       signers,

@@ -9,8 +9,13 @@ import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
 import { resolveKeychain } from '../keys/secret-source.ts';
 import { KEYCHAIN_SERVICE_ENV } from './keys-commands.ts';
 import {
+  abandonCmkRotation,
   CapsuleStore,
   connect,
+  DEFAULT_CLIENT_REFRESH_WAIT_MS,
+  ensureKeyVaultIndex,
+  proveCapsuleCmk,
+  type CapsuleRecord,
   csfleStatus,
   DEFAULT_CAPSULE_NAME,
   DEFAULT_KEY_VAULT_NAMESPACE,
@@ -39,13 +44,26 @@ function keyManagerFor(io: CliIO): Promise<KeyManager> {
   }).then((keychain) => new KeyManager({ keychain }));
 }
 
+/**
+ * One value from a preferred flag and its older alias (`--capsule` / `--identity` next to the `--name` each
+ * command has always had); giving both with different values is ambiguous, so it is a usage error.
+ */
+function alias(command: string, values: Record<string, unknown>, preferred: string, old: string): string | undefined {
+  const a = values[preferred] as string | undefined;
+  const b = values[old] as string | undefined;
+  if (a !== undefined && b !== undefined && a !== b) {
+    throw new UsageError(`${command}: --${preferred} ${a} and --${old} ${b} name different things; give only --${preferred}`, `run \`mongo-capsule ${command} --help\` for usage`);
+  }
+  return a ?? b;
+}
+
 function say(io: CliIO, line: string): void {
   io.stdout.write(`${line}\n`);
 }
 
 const seed: Command = {
   summary: 'seal a new CSFLE master key for a public identity and store it in a cluster (once)',
-  usage: `Usage: mongo-capsule seed [--uri <uri>] --pub <file> [--name <capsule>] [--sign-name <identity>] [--json]
+  usage: `Usage: mongo-capsule seed [--uri <uri>] --pub <file> [--capsule <name>] [--identity <identity>] [--json]
 
 Seals a fresh 96-byte CSFLE master key for the public identity in <file> and stores the capsule in the
 cluster, unless a capsule with that name already exists (then nothing changes). Needs no keychain: the
@@ -53,9 +71,11 @@ operator only needs the public file. Prints the capsule name and the recipient k
 
 ${URI_HELP}
   --pub <file>             public identity file (<name>.pub.json from \`mongo-capsule init\`)
-  --name <capsule>         capsule name (default "${DEFAULT_CAPSULE_NAME}")
-  --sign-name <identity>   sign the capsule with this identity from the OS keychain, and check that it opens
-${NAMESPACE_HELP}
+  --capsule <name>         capsule name (default "${DEFAULT_CAPSULE_NAME}"); --name <capsule> is the older spelling
+  --identity <identity>    sign the capsule with this identity from the OS keychain, and check that it opens;
+                           --sign-name <identity> is the older spelling
+  --capsules <db.coll>     capsule collection (default ${DEFAULT_CAPSULE_NAMESPACE})
+  --key-vault <db.coll>    also create the unique keyAltNames index of this CSFLE key vault
   --json                   print {"capsule", "kid", "created"} as JSON
 `,
   async run(args, io) {
@@ -63,17 +83,20 @@ ${NAMESPACE_HELP}
       uri: { type: 'string' },
       pub: { type: 'string' },
       name: { type: 'string' },
+      capsule: { type: 'string' },
       'sign-name': { type: 'string' },
+      identity: { type: 'string' },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
       json: { type: 'boolean' },
     });
+    const capsuleName = alias('seed', values, 'capsule', 'name') ?? DEFAULT_CAPSULE_NAME;
     const uri = uriFrom('seed', values, io);
     if (values.pub === undefined) throw new UsageError('seed: missing required option --pub <file>', 'run `mongo-capsule seed --help` for usage');
     const recipient = decodePublicIdentity(await readTextFile(values.pub));
     let signer: SecretIdentity | undefined;
     let km: KeyManager | undefined;
-    const signName = values['sign-name'];
+    const signName = alias('seed', values, 'identity', 'sign-name');
     if (signName !== undefined) {
       km = await keyManagerFor(io);
       signer = await km.getSecretIdentity(signName);
@@ -82,7 +105,7 @@ ${NAMESPACE_HELP}
     try {
       result = await provisionCluster({
         uri,
-        capsuleName: values.name ?? DEFAULT_CAPSULE_NAME,
+        capsuleName,
         recipient,
         ...(signer === undefined ? {} : { signer }),
         ...(km === undefined || signName === undefined ? {} : { unwrap: (c: Uint8Array) => km.unwrap(c, signName) }),
@@ -92,6 +115,17 @@ ${NAMESPACE_HELP}
       });
     } finally {
       km?.clearCache(); // wipes the decoded identity, on failure too
+    }
+    const keyVault = values['key-vault'];
+    if (keyVault !== undefined) {
+      // Seeding alone creates no data key, so it used to ignore this flag; the index is what it can prepare.
+      const client = await connect(uri, { purpose: 'connecting to create the key vault index' });
+      try {
+        const index = await ensureKeyVaultIndex(client, { keyVaultNamespace: keyVault, onWarning: (w) => io.stderr.write(`warning: ${w}\n`) });
+        io.stderr.write(`key vault ${keyVault}: ${index.uniqueAltNames ? 'unique index on keyAltNames ready' : index.fallbackIndex ? 'unique sparse index on keyAltNames ready (fallback)' : 'no unique index possible on this server'}\n`);
+      } finally {
+        await client.close().catch(() => {});
+      }
     }
     if (values.json) {
       say(io, JSON.stringify({ capsule: result.capsuleName, kid: result.kid, created: result.created }));
@@ -105,39 +139,65 @@ ${NAMESPACE_HELP}
 };
 
 const rotate: Command = {
-  summary: 'rotate the CSFLE master key of a capsule (resumes an interrupted rotation)',
-  usage: `Usage: mongo-capsule rotate-cmk [--uri <uri>] [--name <identity>] [--capsule <name>]
+  summary: 'rotate the CSFLE master key of a capsule (resumes an interrupted rotation, or abandons it)',
+  usage: `Usage: mongo-capsule rotate-cmk [--uri <uri>] [--capsule <name>] [--identity <identity>] [--abandon]
 
 Generates a new CSFLE master key, moves every data key to it (rewrapManyDataKey), and replaces the capsule,
-sealed and signed for the identity from the OS keychain. Safe to interrupt: rerunning finishes a pending
-rotation, and data stays readable throughout. Needs mongodb-client-encryption (\`npm run setup\`).
+sealed and signed for the identity from the OS keychain. Before writing anything it proves that the capsule
+opens and that its CMK decrypts the capsule's data keys. Safe to interrupt: rerunning finishes a pending
+rotation, and data stays readable throughout; --abandon undoes a pending rotation instead (the CMK stays).
+Running encrypted clients follow the rotation. Needs mongodb-client-encryption (\`npm run setup\`).
 
 ${URI_HELP}
-  --name <identity>        identity in the OS keychain (default "default")
   --capsule <name>         capsule name (default "${DEFAULT_CAPSULE_NAME}")
+  --identity <identity>    identity in the OS keychain (default "default"); --name <identity> is the older spelling
+  --abandon                undo the pending rotation: move the data keys already moved back, keep the live CMK
+  --client-wait-ms <ms>    wait after announcing the new CMK, before moving keys, so running encrypted clients
+                           load it (default ${DEFAULT_CLIENT_REFRESH_WAIT_MS}; 0 when no client runs)
 ${NAMESPACE_HELP}
 `,
   async run(args, io) {
     const { values } = parseCommandArgs('rotate-cmk', args, {
       uri: { type: 'string' },
       name: { type: 'string' },
+      identity: { type: 'string' },
       capsule: { type: 'string' },
+      abandon: { type: 'boolean' },
+      'client-wait-ms': { type: 'string' },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
     });
     const uri = uriFrom('rotate-cmk', values, io);
-    const identity = values.name ?? 'default';
+    const identity = alias('rotate-cmk', values, 'identity', 'name') ?? 'default';
+    const capsuleName = values.capsule ?? DEFAULT_CAPSULE_NAME;
+    let clientRefreshWaitMS: number | undefined;
+    if (values['client-wait-ms'] !== undefined) {
+      clientRefreshWaitMS = Number(values['client-wait-ms']);
+      if (!/^[0-9]+$/.test(values['client-wait-ms']) || !Number.isSafeInteger(clientRefreshWaitMS)) {
+        throw new UsageError(`rotate-cmk: --client-wait-ms must be a whole number of milliseconds, not ${JSON.stringify(values['client-wait-ms'])}`);
+      }
+    }
+    const namespaces = {
+      ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
+      ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
+    };
     const km = await keyManagerFor(io);
     try {
+      if (values.abandon) {
+        const r = await abandonCmkRotation({ uri, capsuleName, unwrap: (c) => km.unwrap(c, identity), ...namespaces, onProgress: (m) => io.stderr.write(`${m}\n`) });
+        say(io, r.abandoned ? `capsule ${r.capsuleName}: CMK rotation ${r.rotationId ?? ''} abandoned` : `capsule ${r.capsuleName}: no CMK rotation pending (nothing to abandon)`);
+        say(io, `data keys moved back ${r.movedBack} (provider ${r.kmsProvider}, generation ${r.generation})`);
+        return 0;
+      }
       const secret = await km.getSecretIdentity(identity);
       const r = await rotateCmk({
         uri,
-        capsuleName: values.capsule ?? DEFAULT_CAPSULE_NAME,
+        capsuleName,
         recipient: secret,
         signer: secret,
         unwrap: (c) => km.unwrap(c, identity),
-        ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
-        ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
+        ...namespaces,
+        ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
         onProgress: (m) => io.stderr.write(`${m}\n`),
       });
       say(io, `capsule ${r.capsuleName}: CMK rotated${r.resumed ? ' (finished an interrupted rotation)' : ''}`);
@@ -153,14 +213,18 @@ ${NAMESPACE_HELP}
 type Check = { status: 'ok' | 'warn' | 'fail'; what: string; detail: string };
 
 const doctor: Command = {
-  summary: 'check what works and what is missing: server, auth, key vault, capsule, identity, libmongocrypt',
-  usage: `Usage: mongo-capsule doctor [--uri <uri>] [--capsule <name>] [--name <identity>]
+  summary: 'check what works and what is missing: server, auth, key vault, capsule, signature, CMK, identity, libmongocrypt',
+  usage: `Usage: mongo-capsule doctor [--uri <uri>] [--capsule <name>] [--identity <identity>] [--trust <pub.json>]...
 
 Prints one line per check (ok / warn / FAIL) and exits 1 when any check fails. Changes nothing.
+The capsule must be signed by the identity or by a --trust'ed signer, and its CMK must decrypt the capsule's
+data keys in the key vault (this unwraps the capsule with the identity from the OS keychain).
 
 ${URI_HELP}
   --capsule <name>         capsule to look for (default "${DEFAULT_CAPSULE_NAME}")
-  --name <identity>        identity expected in the OS keychain (default "default")
+  --identity <identity>    identity expected in the OS keychain (default "default"); --name <identity> is the
+                           older spelling
+  --trust <pub.json>       also accept capsules signed by this public identity (repeatable)
 ${NAMESPACE_HELP}
 `,
   async run(args, io) {
@@ -168,13 +232,22 @@ ${NAMESPACE_HELP}
       uri: { type: 'string' },
       capsule: { type: 'string' },
       name: { type: 'string' },
+      identity: { type: 'string' },
+      trust: { type: 'string', multiple: true },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
     });
     const uri = uriFrom('doctor', values, io);
     const capsuleName = values.capsule ?? DEFAULT_CAPSULE_NAME;
-    const identity = values.name ?? 'default';
+    const identity = alias('doctor', values, 'identity', 'name') ?? 'default';
     const keyVault = values['key-vault'] ?? DEFAULT_KEY_VAULT_NAMESPACE;
+    const trusted = new Map<string, string>();
+    const signers: PublicIdentity[] = [];
+    for (const file of values.trust ?? []) {
+      const signer = decodePublicIdentity(await readTextFile(file));
+      signers.push(signer);
+      trusted.set(signer.signer.kid, file);
+    }
     const checks: Check[] = [];
     const add = (status: Check['status'], what: string, detail: string) => {
       checks.push({ status, what, detail });
@@ -187,60 +260,98 @@ ${NAMESPACE_HELP}
       add('fail', 'server', why(e));
       return undefined;
     });
-    let capsuleKid: string | undefined;
-    if (client) {
-      try {
-        const admin = client.db('admin');
-        const hello = await admin.command({ hello: 1 });
-        const build = await admin.command({ buildInfo: 1 }).catch(() => ({}) as Record<string, unknown>);
-        const product = typeof build.ferretdbVersion === 'string' ? `FerretDB ${build.ferretdbVersion}` : `MongoDB ${String(build.version ?? '?')}`;
-        const topology = typeof hello.setName === 'string' ? `replica set ${hello.setName}${hello.isWritablePrimary ? ', writable primary' : ', no writable primary here'}` : 'standalone (no replica set)';
-        add(typeof hello.setName === 'string' ? 'ok' : 'warn', 'server', `${product} at ${describeHosts(uri)}: ${topology}`);
-
-        const status = await admin.command({ connectionStatus: 1 }).catch(() => undefined);
-        const users = (status?.authInfo?.authenticatedUsers ?? []) as { user: string; db: string }[];
-        if (users.length > 0) add('ok', 'auth', `authenticated as ${users.map((u) => `${u.user}@${u.db}`).join(', ')}`);
-        else add('warn', 'auth', 'not authenticated (no credentials in the connection string, or the server has auth off)');
-
+    let record: CapsuleRecord | undefined;
+    try {
+      if (client) {
         try {
-          const indexed = await hasKeyVaultIndex(client, keyVault);
-          if (indexed) add('ok', 'key vault', `${keyVault} has a unique index on keyAltNames`);
-          else add('warn', 'key vault', `${keyVault} has no unique index on keyAltNames (created by provisioning; servers without partial indexes use the documented fallback)`);
-        } catch (e) {
-          add('fail', 'key vault', why(e));
-        }
+          const admin = client.db('admin');
+          const hello = await admin.command({ hello: 1 });
+          const build = await admin.command({ buildInfo: 1 }).catch(() => ({}) as Record<string, unknown>);
+          const product = typeof build.ferretdbVersion === 'string' ? `FerretDB ${build.ferretdbVersion}` : `MongoDB ${String(build.version ?? '?')}`;
+          const topology = typeof hello.setName === 'string' ? `replica set ${hello.setName}${hello.isWritablePrimary ? ', writable primary' : ', no writable primary here'}` : 'standalone (no replica set)';
+          add(typeof hello.setName === 'string' ? 'ok' : 'warn', 'server', `${product} at ${describeHosts(uri)}: ${topology}`);
 
-        try {
-          const store = new CapsuleStore(client, values.capsules === undefined ? {} : { namespace: values.capsules });
-          const record = await store.find(capsuleName);
-          if (record === null) add('fail', 'capsule', `no capsule ${capsuleName} in ${store.namespace} (seed one with \`mongo-capsule seed\`)`);
-          else {
-            capsuleKid = record.header.kid;
-            const pending = record.pendingRotation ? `; a CMK rotation is pending since ${record.pendingRotation.startedAt.toISOString()} (run rotate-cmk to finish it)` : '';
-            add(pending ? 'warn' : 'ok', 'capsule', `${capsuleName}: suite ${record.header.suite}, kid ${record.header.kid}, ${record.header.signed ? 'signed' : 'UNSIGNED'}, generation ${record.generation}${pending}`);
+          const status = await admin.command({ connectionStatus: 1 }).catch(() => undefined);
+          const users = (status?.authInfo?.authenticatedUsers ?? []) as { user: string; db: string }[];
+          if (users.length > 0) add('ok', 'auth', `authenticated as ${users.map((u) => `${u.user}@${u.db}`).join(', ')}`);
+          else add('warn', 'auth', 'not authenticated (no credentials in the connection string, or the server has auth off)');
+
+          try {
+            const indexed = await hasKeyVaultIndex(client, keyVault);
+            if (indexed) add('ok', 'key vault', `${keyVault} has a unique index on keyAltNames`);
+            else {
+              add(
+                'warn',
+                'key vault',
+                `${keyVault} has no unique index on keyAltNames: \`seed\` alone does not create it; \`mongo-capsule seed --key-vault ${keyVault}\` (or provisioning with data keys) does. ` +
+                  'Without it, concurrent creators of a data key converge on the oldest key',
+              );
+            }
+          } catch (e) {
+            add('fail', 'key vault', why(e));
+          }
+
+          try {
+            const store = new CapsuleStore(client, values.capsules === undefined ? {} : { namespace: values.capsules });
+            const found = await store.find(capsuleName);
+            if (found === null) add('fail', 'capsule', `no capsule ${capsuleName} in ${store.namespace} (seed one with \`mongo-capsule seed\`)`);
+            else {
+              record = found;
+              const h = found.header;
+              const p = found.pendingRotation;
+              const pending = p
+                ? `; CMK rotation ${p.id} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` or undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\``
+                : '';
+              add(pending ? 'warn' : 'ok', 'capsule', `${capsuleName}: suite ${h.suite}, kid ${h.kid}, ${h.signed ? 'signed' : 'UNSIGNED'}, generation ${found.generation}${pending}`);
+            }
+          } catch (e) {
+            add('fail', 'capsule', why(e));
           }
         } catch (e) {
-          add('fail', 'capsule', why(e));
+          add('fail', 'server', why(e));
         }
-      } catch (e) {
-        add('fail', 'server', why(e));
-      } finally {
-        await client.close().catch(() => {});
       }
-    }
 
-    try {
-      const km = await keyManagerFor(io);
       let pub: PublicIdentity | undefined;
+      const km = await keyManagerFor(io).catch((e: unknown) => {
+        add('fail', 'identity', why(e));
+        return undefined;
+      });
       try {
-        pub = await km.getPublicIdentity(identity);
+        if (km) {
+          try {
+            pub = await km.getPublicIdentity(identity);
+            if (record !== undefined && pub.kid !== record.header.kid) add('fail', 'identity', `${identity} has kid ${pub.kid}, but the capsule is sealed for ${record.header.kid}`);
+            else add('ok', 'identity', `${identity}: suite ${pub.suite}, kid ${pub.kid}${record ? ' (the capsule is sealed for it)' : ''}`);
+          } catch (e) {
+            add('fail', 'identity', why(e));
+          }
+        }
+
+        if (record !== undefined) {
+          const h = record.header;
+          // Whoever can write the capsule collection could put an unsigned capsule there holding a CMK of their
+          // choosing; only a signature by a key the opener trusts rules that out.
+          if (!h.signed || h.signerKid === null) {
+            add('fail', 'signature', `capsule ${capsuleName} is UNSIGNED: anyone who can write ${values.capsules ?? DEFAULT_CAPSULE_NAMESPACE} could have chosen its CMK; openers refuse it unless they opt into unsigned capsules`);
+          } else if (pub !== undefined && h.signerKid === pub.signer.kid) {
+            add('ok', 'signature', `signed by ${identity} (signer kid ${h.signerKid})`);
+          } else if (trusted.has(h.signerKid)) {
+            add('ok', 'signature', `signed by the trusted signer in ${trusted.get(h.signerKid)!} (signer kid ${h.signerKid})`);
+          } else {
+            add('fail', 'signature', `capsule ${capsuleName} is signed by ${h.signerKid}, which is neither ${identity}'s signing key${pub ? ` (${pub.signer.kid})` : ''} nor a --trust'ed one`);
+          }
+        }
+
+        if (record !== undefined && client && km && pub !== undefined && pub.kid === record.header.kid) {
+          if (csfle.available) add(...(await checkCmk(client, record, keyVault, (c) => km.unwrap(c, identity, signers.length > 0 ? { signers } : {}), why)));
+          else add('warn', 'cmk', 'not checked against the key vault: that needs mongodb-client-encryption (see libmongocrypt below)');
+        }
       } finally {
-        km.clearCache();
+        km?.clearCache();
       }
-      if (capsuleKid !== undefined && pub.kid !== capsuleKid) add('fail', 'identity', `${identity} has kid ${pub.kid}, but the capsule is sealed for ${capsuleKid}`);
-      else add('ok', 'identity', `${identity}: suite ${pub.suite}, kid ${pub.kid}${capsuleKid ? ' (opens the capsule)' : ''}`);
-    } catch (e) {
-      add('fail', 'identity', why(e));
+    } finally {
+      await client?.close().catch(() => {});
     }
 
     if (csfle.available) add('ok', 'libmongocrypt', `mongodb-client-encryption loads (libmongocrypt ${csfle.libmongocryptVersion ?? '?'})`);
@@ -249,6 +360,24 @@ ${NAMESPACE_HELP}
     return checks.some((c) => c.status === 'fail') ? 1 : 0;
   },
 };
+
+/** Doctor's proof that the capsule's CMK(s) decrypt its data keys (at most 1000 per provider are tried). */
+async function checkCmk(
+  client: Parameters<typeof proveCapsuleCmk>[0],
+  record: CapsuleRecord,
+  keyVault: string,
+  unwrap: (c: Uint8Array) => Promise<Uint8Array>,
+  why: (e: unknown) => string,
+): Promise<[Check['status'], string, string]> {
+  try {
+    const { checked, providers } = await proveCapsuleCmk(client, record, { unwrap, keyVaultNamespace: keyVault, limit: 1000 });
+    if (checked === 0) return ['ok', 'cmk', `capsule ${record.name} has no data key in ${keyVault} yet (nothing to check its CMK against)`];
+    return ['ok', 'cmk', `the CMK of capsule ${record.name} decrypts its ${checked} data key(s) in ${keyVault} (${providers.join(', ')})`];
+  } catch (e) {
+    const pending = record.pendingRotation ? `; the pending rotation cannot finish: undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${record.name}\`` : '';
+    return ['fail', 'cmk', `${why(e)}${pending}`];
+  }
+}
 
 export const mongoCommands: Record<string, Command> = {
   seed,

@@ -371,6 +371,16 @@ export class CapsuleStore implements CapsuleRepository {
           : { id: String(p.id), toProvider: String(p.toProvider), next: toBytes(p.next), startedAt: p.startedAt as Date, phase: p.phase as PendingRotation['phase'] },
     };
   }
+
+  /** @internal Abandons a CMK rotation: removes `pendingRotation` iff it is still rotation `id` on capsule `expectedSha`. */
+  async abandonRotation(name: string, expectedSha: string, id: string): Promise<boolean> {
+    try {
+      const r = await this.#capsules.updateOne({ name, sha256: expectedSha, 'pendingRotation.id': id }, { $unset: { pendingRotation: '' } });
+      return r.matchedCount === 1;
+    } catch (e) {
+      throw mongoError(e, `abandoning the CMK rotation of capsule ${name}`);
+    }
+  }
 }
 
 function checkName(op: string, name: unknown): asserts name is string {

@@ -9,17 +9,28 @@
  * closed EncryptedClient cannot be reconnected; open a new one.
  * While a CMK rotation is pending (see rotation.ts) both the live and the next CMK are loaded, so every data
  * key stays readable at every step of the rotation.
+ *
+ * Surviving a CMK rotation: libmongocrypt is given the CMKs once, when a MongoClient is built, and data keys
+ * move to the next CMK's provider during a rotation. So the client watches the capsule (an unref'd timer, every
+ * `refreshIntervalMS`; before creating a data key; and whenever libmongocrypt reports a KMS provider it lacks),
+ * and when the capsule's generation or pending rotation changed it re-opens the capsule with the same unwrap,
+ * builds a new MongoClient + ClientEncryption and swaps them in: `client` and `encryption` are getters. The
+ * rotation waits one refresh interval after announcing the next CMK before it moves any key, so a client that
+ * polls holds both CMKs before a key moves. Replaced clients stay open (collections taken from them keep working
+ * with the keys they cached) until `close()`.
  */
 import { type Binary, ClientEncryption, MongoClient, type KMSProviders, type MongoClientOptions } from 'mongodb';
-import { CapsuleConflictError, InvalidArgumentError } from '../errors.ts';
+import { CapsuleConflictError, CmkRotatedError, InvalidArgumentError } from '../errors.ts';
 import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { DEFAULT_KEY_VAULT_NAMESPACE, getOrCreateDataKey } from './key-vault.ts';
+import { cryptError, DEFAULT_KEY_VAULT_NAMESPACE, getOrCreateDataKey } from './key-vault.ts';
 
 export const DETERMINISTIC = 'AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic' as const;
 export const RANDOM = 'AEAD_AES_256_CBC_HMAC_SHA_512-Random' as const;
 export const DEFAULT_CAPSULE_NAME = 'default';
+/** How often an open encrypted client checks whether its capsule's CMK was rotated. */
+export const DEFAULT_REFRESH_INTERVAL_MS = 10_000;
 
 /** Opens a capsule: verifies its signature and returns the 96-byte CMK (the caller wipes it). */
 export type UnwrapFn = (capsule: Uint8Array) => Promise<Uint8Array>;
@@ -67,7 +78,7 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper): Pro
 }
 
 /** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */
-function rotationState(record: CapsuleRecord): string {
+function rotationState(record: Pick<CapsuleRecord, 'generation' | 'pendingRotation'>): string {
   return `${record.generation}:${record.pendingRotation?.id ?? ''}`;
 }
 
@@ -90,24 +101,55 @@ export interface OpenEncryptedClientOptions {
   clientOptions?: Omit<MongoClientOptions, 'autoEncryption'>;
   /** Bound on finding a server (default 10 s). */
   serverSelectionTimeoutMS?: number;
+  /**
+   * How often to check the capsule for a CMK rotation (default 10 s; 0: only on the helpers' own checks).
+   * Keep it below the rotation's wait (rotateCmk `clientRefreshWaitMS`).
+   */
+  refreshIntervalMS?: number;
+  /** libmongocrypt's data-key cache lifetime (driver default 60 s; 0: never expire). */
+  keyExpirationMS?: number;
 }
 
 export interface EncryptedClient extends AsyncDisposable {
-  /** Decrypts BinData subtype 6 fields automatically; writes whatever it is given (encrypt explicitly). */
+  /**
+   * Decrypts BinData subtype 6 fields automatically; writes whatever it is given (encrypt explicitly). Follows
+   * CMK rotations: take collections from it when you use them, not once at start-up.
+   */
   readonly client: MongoClient;
-  /** Explicit encryption and key-vault management. */
+  /** Explicit encryption and key-vault management (follows CMK rotations like `client`). */
   readonly encryption: ClientEncryption;
   /** The plain client used for the key vault and the capsule (no automatic decryption). */
   readonly keyVaultClient: MongoClient;
+  /** The capsule generation the current client holds. */
   readonly capsule: { name: string; kid: string; generation: number; kmsProvider: string };
-  /** The data key with this alternate name, created on first use. */
+  /** The data key of this capsule with this alternate name, created on first use. */
   dataKey(altName: string): Promise<Binary>;
   /** Deterministic encryption (equal values give equal ciphertexts: queryable by equality). */
   encryptDeterministic(value: unknown, keyAltName: string): Promise<Binary>;
   /** Randomized encryption (not queryable; prefer it for everything not queried by value). */
   encryptRandom(value: unknown, keyAltName: string): Promise<Binary>;
   decrypt<T = unknown>(value: Binary): Promise<T>;
+  /** Checks the capsule now and switches to its current CMK(s) if they changed; true when it switched. */
+  refresh(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** One set of CMKs in use: the clients built for one capsule state. */
+interface Generation {
+  record: CapsuleRecord;
+  state: string;
+  client: MongoClient;
+  encryption: ClientEncryption;
+  writeProvider: string;
+}
+
+/** The capsule changed between looking a data key up and creating it: switch, then try again. */
+class StaleGeneration extends Error {}
+
+/** libmongocrypt asks for a KMS provider this client was not given (a data key moved to a newer CMK). */
+function isProviderMissing(e: unknown): boolean {
+  const msg = e instanceof Error ? `${e.message} ${e.cause instanceof Error ? e.cause.message : ''}` : '';
+  return /kms provider .*not configured/i.test(msg);
 }
 
 /**
@@ -124,88 +166,171 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     capsuleNamespace,
     clientOptions = {},
     serverSelectionTimeoutMS = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    refreshIntervalMS = DEFAULT_REFRESH_INTERVAL_MS,
+    keyExpirationMS,
   } = options;
   const unwrap = toUnwrapFn(options.unwrap);
+  const expiry = keyExpirationMS === undefined ? {} : { keyExpirationMS };
   const keyVaultClient = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting to load the capsule' });
-  let client: MongoClient | undefined;
-  let keys: CapsuleKeys | undefined;
-  try {
-    const store = new CapsuleStore(keyVaultClient, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
-    const record = await store.load(capsuleName);
-    keys = await capsuleKeys(record, unwrap);
-    const autoEncryption = { keyVaultNamespace, kmsProviders: keys.kmsProviders, bypassAutoEncryption: true, keyVaultClient };
-    client = new MongoClient(uri, { serverSelectionTimeoutMS, appName: 'mongo-capsule', ...clientOptions, autoEncryption });
-    const encryption = new ClientEncryption(keyVaultClient, { keyVaultNamespace, kmsProviders: keys.kmsProviders });
+  const store = new CapsuleStore(keyVaultClient, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
+
+  const build = async (record: CapsuleRecord): Promise<Generation> => {
+    const keys = await capsuleKeys(record, unwrap);
+    let client: MongoClient | undefined;
     try {
-      await client.connect();
-    } catch (e) {
-      throw mongoError(e, 'connecting the encrypted client', uri);
-    }
-    // libmongocrypt holds its own copies from here on.
-    keys.wipe();
-    const writeProvider = keys.writeProvider;
-    const encrypted = client;
-    const dataKeys = new Map<string, Promise<Binary>>();
-    // This client holds the CMKs of the capsule as it was when opened. Once a CMK rotation has started or
-    // finished since then, a key it created would be under a provider the rotation may already have swept, and
-    // no later client could open it: refuse instead, and say to reopen.
-    const openedAs = rotationState(record);
-    const stillCurrent = async () => {
-      const now = await store.load(capsuleName);
-      if (rotationState(now) !== openedAs) {
-        throw new CapsuleConflictError(`capsule ${capsuleName}: its CMK was rotated after this client was opened; no data key was created`, {
-          hint: 'open a new encrypted client (openEncryptedClient): a client loads the CMK once, when it is opened',
-        });
-      }
-    };
-    const dataKey = (altName: string): Promise<Binary> => {
-      let p = dataKeys.get(altName);
-      if (p === undefined) {
-        p = getOrCreateDataKey(encryption, keyVaultClient, altName, { provider: writeProvider, keyVaultNamespace, beforeCreate: stillCurrent });
-        p.catch(() => dataKeys.delete(altName));
-        dataKeys.set(altName, p);
-      }
-      return p;
-    };
-    const encrypt = async (value: unknown, keyAltName: string, algorithm: typeof DETERMINISTIC | typeof RANDOM) => {
-      // By id rather than by alternate name: libmongocrypt then skips resolving the name on every call (a third of
-      // the cost of a small deterministic encryption: 25 → 16 µs per call, measured on the test server).
-      const keyId = await dataKey(keyAltName);
+      const autoEncryption = { keyVaultNamespace, kmsProviders: keys.kmsProviders, bypassAutoEncryption: true, keyVaultClient, ...expiry };
+      client = new MongoClient(uri, { serverSelectionTimeoutMS, appName: 'mongo-capsule', ...clientOptions, autoEncryption });
+      const encryption = new ClientEncryption(keyVaultClient, { keyVaultNamespace, kmsProviders: keys.kmsProviders, ...expiry });
       try {
-        return await encryption.encrypt(value, { algorithm, keyId });
+        await client.connect();
       } catch (e) {
-        throw mongoError(e, `encrypting with data key ${keyAltName}`);
+        throw mongoError(e, 'connecting the encrypted client', uri);
       }
-    };
-    let closed = false;
-    const close = async () => {
-      if (closed) return;
-      closed = true;
-      await encrypted.close().catch(() => {});
-      await keyVaultClient.close().catch(() => {});
-    };
-    return {
-      client: encrypted,
-      encryption,
-      keyVaultClient,
-      capsule: { name: record.name, kid: record.header.kid, generation: record.generation, kmsProvider: record.kmsProvider },
-      dataKey,
-      encryptDeterministic: (value, keyAltName) => encrypt(value, keyAltName, DETERMINISTIC),
-      encryptRandom: (value, keyAltName) => encrypt(value, keyAltName, RANDOM),
-      decrypt: async <T>(value: Binary) => {
-        try {
-          return (await encryption.decrypt(value)) as T;
-        } catch (e) {
-          throw mongoError(e, 'decrypting a value');
-        }
-      },
-      close,
-      [Symbol.asyncDispose]: close,
-    };
+      return { record, state: rotationState(record), client, encryption, writeProvider: keys.writeProvider };
+    } catch (e) {
+      await client?.close().catch(() => {});
+      throw e;
+    } finally {
+      // libmongocrypt holds its own copies from here on.
+      keys.wipe();
+    }
+  };
+
+  let current: Generation;
+  try {
+    current = await build(await store.load(capsuleName));
   } catch (e) {
-    keys?.wipe();
-    await client?.close().catch(() => {});
     await keyVaultClient.close().catch(() => {});
     throw e;
   }
+  const replaced: MongoClient[] = [];
+  let closed = false;
+  let switching: Promise<boolean> | undefined;
+
+  /** Loads the capsule; when it no longer matches `current`, builds and swaps in clients for it. */
+  const refresh = (): Promise<boolean> => {
+    if (closed) return Promise.resolve(false);
+    switching ??= (async () => {
+      try {
+        const record = await store.load(capsuleName);
+        if (rotationState(record) === current.state) return false;
+        const next = await build(record);
+        if (closed) {
+          await next.client.close().catch(() => {});
+          return false;
+        }
+        replaced.push(current.client);
+        current = next;
+        return true;
+      } finally {
+        switching = undefined;
+      }
+    })();
+    return switching;
+  };
+
+  const timer = refreshIntervalMS > 0 ? setInterval(() => void refresh().catch(() => {}), refreshIntervalMS) : undefined;
+  timer?.unref();
+
+  /** Runs `op` on the current clients; when libmongocrypt lacks a provider, switches to the capsule's current CMKs once and retries. */
+  const withCurrent = async <T>(what: string, op: (g: Generation) => Promise<T>): Promise<T> => {
+    const g = current;
+    try {
+      return await op(g);
+    } catch (e) {
+      if (!isProviderMissing(e)) throw cryptError(e, what, capsuleName);
+      const switched = g !== current || (await refresh());
+      if (!switched) {
+        throw new CapsuleConflictError(`${what}: the data key is under a KMS provider that capsule ${capsuleName} (generation ${current.record.generation}) does not hold`, {
+          hint: 'the value was encrypted with another capsule\'s data key (open a client of that capsule), or its key was left under an abandoned rotation\'s provider (`mongo-capsule doctor` checks the key vault)',
+          cause: e,
+        });
+      }
+      try {
+        return await op(current);
+      } catch (e2) {
+        if (!isProviderMissing(e2)) throw cryptError(e2, what, capsuleName);
+        throw new CmkRotatedError(`${what}: capsule ${capsuleName} changed again while this client switched to its new CMK`, {
+          hint: 'retry the operation: a CMK rotation or its abandonment is under way (`mongo-capsule doctor` shows it)',
+          cause: e2,
+        });
+      }
+    }
+  };
+
+  const dataKeys = new Map<string, Promise<Binary>>();
+  const lookUp = async (altName: string): Promise<Binary> => {
+    for (let attempt = 0; ; attempt++) {
+      const g = current;
+      // A key created under a provider the capsule has moved past would be stranded: check right before creating.
+      const beforeCreate = async () => {
+        if (rotationState(await store.load(capsuleName)) !== g.state) throw new StaleGeneration();
+      };
+      try {
+        return await getOrCreateDataKey(g.encryption, keyVaultClient, altName, {
+          provider: g.writeProvider,
+          keyVaultNamespace,
+          beforeCreate,
+          scope: { capsuleName, providers: providersOf(g) },
+        });
+      } catch (e) {
+        if (!(e instanceof StaleGeneration)) throw e;
+        if (attempt >= 3) {
+          throw new CapsuleConflictError(`capsule ${capsuleName} keeps changing (CMK rotations); data key ${altName} was not created`, {
+            hint: 'wait for the CMK rotation to finish (`mongo-capsule doctor` shows it), then retry',
+          });
+        }
+        await refresh();
+      }
+    }
+  };
+  const dataKey = (altName: string): Promise<Binary> => {
+    if (closed) return Promise.reject(new InvalidArgumentError('this encrypted client is closed', { hint: 'open a new encrypted client (openEncryptedClient)' }));
+    let p = dataKeys.get(altName);
+    if (p === undefined) {
+      p = lookUp(altName);
+      p.catch(() => dataKeys.delete(altName));
+      dataKeys.set(altName, p);
+    }
+    return p;
+  };
+  const encrypt = async (value: unknown, keyAltName: string, algorithm: typeof DETERMINISTIC | typeof RANDOM) => {
+    // By id rather than by alternate name: libmongocrypt then skips resolving the name on every call (a third of
+    // the cost of a small deterministic encryption: 25 → 16 µs per call, measured on the test server).
+    const keyId = await dataKey(keyAltName);
+    return withCurrent(`encrypting with data key ${keyAltName}`, (g) => g.encryption.encrypt(value, { algorithm, keyId }));
+  };
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    if (timer !== undefined) clearInterval(timer);
+    await switching?.catch(() => {});
+    for (const c of [current.client, ...replaced]) await c.close().catch(() => {});
+    await keyVaultClient.close().catch(() => {});
+  };
+  return {
+    get client() {
+      return current.client;
+    },
+    get encryption() {
+      return current.encryption;
+    },
+    keyVaultClient,
+    get capsule() {
+      const r = current.record;
+      return { name: r.name, kid: r.header.kid, generation: r.generation, kmsProvider: r.kmsProvider };
+    },
+    dataKey,
+    encryptDeterministic: (value, keyAltName) => encrypt(value, keyAltName, DETERMINISTIC),
+    encryptRandom: (value, keyAltName) => encrypt(value, keyAltName, RANDOM),
+    decrypt: <T>(value: Binary) => withCurrent('decrypting a value', async (g) => (await g.encryption.decrypt(value)) as T),
+    refresh,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** The providers a generation holds: the live one, and the pending rotation's target if any. */
+function providersOf(g: Generation): string[] {
+  return g.record.pendingRotation ? [g.record.kmsProvider, g.record.pendingRotation.toProvider] : [g.record.kmsProvider];
 }

@@ -12,8 +12,16 @@
  *    second key with the same name, every caller keeps the oldest key (smallest creationDate, then _id) and the
  *    newer ones lose the alternate name (they are kept, never deleted: nothing encrypted with them is lost).
  *    Deterministic encryption by alternate name therefore converges on one key.
+ *
+ * Data keys belong to one capsule. Several capsules (several CMKs) may share a key vault, and alternate names
+ * are unique across the whole vault, so a key created for a capsule is named `<capsule>/<name>` (capsule names
+ * hold no '/') and is looked up only among keys under that capsule's KMS providers (`local:g<n>_<capsule>`).
+ * Keys made before that scheme carry the bare `<name>`: they are still found, but only under the capsule's own
+ * providers, so a client of one capsule never picks up another capsule's key of the same name.
  */
 import { Binary, MongoServerError, type ClientEncryption, type Collection, type Document, type MongoClient } from 'mongodb';
+import { CmkMismatchError } from '../errors.ts';
+import { kmsProviderName } from './capsule-store.ts';
 import { DURABLE, mongoError, parseNamespace } from './connection.ts';
 
 export const DEFAULT_KEY_VAULT_NAMESPACE = 'encryption.__keyVault';
@@ -75,11 +83,116 @@ export function keyVaultCollection(client: MongoClient, keyVaultNamespace = DEFA
   return client.db(db, DURABLE).collection(collection);
 }
 
+/** Which capsule a data key belongs to: its name, and the providers its keys can be under right now. */
+export interface DataKeyScope {
+  capsuleName: string;
+  /** The live provider and, during a CMK rotation, the pending one. */
+  providers: readonly string[];
+}
+
+/** The alternate name a data key of capsule `capsuleName` is stored under. */
+export function scopedAltName(capsuleName: string, altName: string): string {
+  return `${capsuleName}/${altName}`;
+}
+
+/** Is `provider` one of capsule `capsuleName`'s (any generation)? */
+export function isCapsuleProvider(capsuleName: string, provider: unknown): boolean {
+  if (typeof provider !== 'string') return false;
+  const escaped = kmsProviderName(capsuleName, 0).slice('local:g0_'.length);
+  const m = /^local:g[0-9]+_(.*)$/.exec(provider);
+  return m !== null && m[1] === escaped;
+}
+
+function inScope(scope: DataKeyScope, doc: Document): boolean {
+  const provider = (doc.masterKey as Document | undefined)?.provider;
+  return scope.providers.includes(provider as string) || isCapsuleProvider(scope.capsuleName, provider);
+}
+
+/**
+ * The ids of capsule `scope.capsuleName`'s data keys with these (unscoped) alternate names, read from the key
+ * vault without any CMK: the scoped name wins over a bare legacy one, then the oldest key.
+ */
+export async function findDataKeys(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, altNames: readonly string[]): Promise<Map<string, Binary>> {
+  const wanted = new Map<string, { name: string; scoped: boolean }>();
+  for (const n of altNames) {
+    wanted.set(scopedAltName(scope.capsuleName, n), { name: n, scoped: true });
+    if (!wanted.has(n)) wanted.set(n, { name: n, scoped: false });
+  }
+  let docs: Document[];
+  try {
+    docs = await keyVaultCollection(client, keyVaultNamespace)
+      .find({ keyAltNames: { $in: [...wanted.keys()] } }, { projection: { _id: 1, keyAltNames: 1, creationDate: 1, 'masterKey.provider': 1 } })
+      .toArray();
+  } catch (e) {
+    throw mongoError(e, `looking up the data keys of capsule ${scope.capsuleName}`);
+  }
+  const best = new Map<string, { id: Binary; scoped: boolean; created: number }>();
+  for (const d of docs) {
+    if (!inScope(scope, d)) continue;
+    for (const alt of (d.keyAltNames as string[] | undefined) ?? []) {
+      const w = wanted.get(alt);
+      if (w === undefined) continue;
+      const cand = { id: d._id as Binary, scoped: w.scoped, created: (d.creationDate as Date | undefined)?.getTime() ?? 0 };
+      const cur = best.get(w.name);
+      if (cur === undefined || (cand.scoped && !cur.scoped) || (cand.scoped === cur.scoped && cand.created < cur.created)) best.set(w.name, cand);
+    }
+  }
+  return new Map([...best].map(([n, v]) => [n, v.id]));
+}
+
+/**
+ * Proves that the CMKs given to `encryption` decrypt the data keys under `provider` (each key once: encrypting
+ * a constant with a key makes libmongocrypt decrypt it; nothing is written). Returns how many were checked,
+ * at most `limit`. CmkMismatchError names the first key that does not decrypt.
+ */
+export async function verifyDataKeys(
+  encryption: ClientEncryption,
+  client: MongoClient,
+  { keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE, provider, capsuleName, limit = Number.POSITIVE_INFINITY }: { keyVaultNamespace?: string; provider: string; capsuleName: string; limit?: number },
+): Promise<number> {
+  let ids: Binary[];
+  try {
+    const cursor = keyVaultCollection(client, keyVaultNamespace).find({ 'masterKey.provider': provider }, { projection: { _id: 1 } }).sort({ _id: 1 });
+    if (Number.isFinite(limit)) cursor.limit(limit);
+    ids = (await cursor.toArray()).map((d) => d._id as unknown as Binary);
+  } catch (e) {
+    throw mongoError(e, `reading the data keys of capsule ${capsuleName}`);
+  }
+  for (const keyId of ids) {
+    try {
+      await encryption.encrypt(0, { algorithm: 'AEAD_AES_256_CBC_HMAC_SHA_512-Random', keyId });
+    } catch (e) {
+      if (isHmacFailure(e)) {
+        throw new CmkMismatchError(
+          `the CMK of capsule ${capsuleName} does not decrypt data key ${keyId.toUUID().toHexString(true)} (provider ${provider}) in ${keyVaultNamespace}`,
+          { cause: e },
+        );
+      }
+      throw mongoError(e, `checking data key ${keyId.toUUID().toHexString(true)} of capsule ${capsuleName}`);
+    }
+  }
+  return ids.length;
+}
+
+/** libmongocrypt's words for "this CMK did not make this data key" (or the key material was altered). */
+export function isHmacFailure(e: unknown): boolean {
+  return e instanceof Error && /HMAC validation failure/i.test(e.message);
+}
+
+/** A typed error for a failed encryption or decryption: CmkMismatchError for an HMAC failure. */
+export function cryptError(e: unknown, what: string, capsuleName: string): Error {
+  if (isHmacFailure(e)) {
+    return new CmkMismatchError(`${what}: the CMK of capsule ${capsuleName} does not decrypt the data key (HMAC validation failure)`, { cause: e });
+  }
+  return mongoError(e, what);
+}
+
 /**
  * The data key with this alternate name, created under `provider` when absent. Returns its id (UUID, BSON
- * Binary subtype 4).
+ * Binary subtype 4). With `scope`, the key is the capsule's own (see the top of this file); without it (legacy
+ * callers), the bare alternate name across the whole key vault.
  * @example
- * const id = await getOrCreateDataKey(encryption, client, 'ssn', { provider: 'local' });
+ * const id = await getOrCreateDataKey(encryption, client, 'ssn', { provider, scope: { capsuleName: 'default', providers: [provider] } });
  */
 export async function getOrCreateDataKey(
   encryption: ClientEncryption,
@@ -89,14 +202,29 @@ export async function getOrCreateDataKey(
     provider,
     keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE,
     beforeCreate,
+    scope,
   }: {
     provider: string;
     keyVaultNamespace?: string;
+    /** The capsule the key belongs to: scoped lookup and name. */
+    scope?: DataKeyScope;
     /** Runs when the key is absent, right before it is created; throw to refuse (for example a stale provider). */
     beforeCreate?: () => Promise<void>;
   },
 ): Promise<Binary> {
   if (typeof altName !== 'string' || altName.length === 0) throw mongoError(new Error('data key alternate name must be a non-empty string'), 'getOrCreateDataKey');
+  if (scope !== undefined) {
+    const found = (await findDataKeys(client, keyVaultNamespace, scope, [altName])).get(altName);
+    if (found !== undefined) return found;
+    await beforeCreate?.();
+    const stored = scopedAltName(scope.capsuleName, altName);
+    try {
+      await encryption.createDataKey(provider as 'local', { keyAltNames: [stored] });
+    } catch (e) {
+      if (!(e instanceof MongoServerError && e.code === DUPLICATE_KEY)) throw mongoError(e, `creating data key ${altName} of capsule ${scope.capsuleName}`);
+    }
+    return converge(client, keyVaultNamespace, stored);
+  }
   const existing = await encryption.getKeyByAltName(altName).catch((e: unknown) => {
     throw mongoError(e, `looking up data key ${altName}`);
   });

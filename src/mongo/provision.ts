@@ -48,7 +48,7 @@ import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type Unwrapper } from './encrypted-client.ts';
-import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, getOrCreateDataKey, keyVaultCollection } from './key-vault.ts';
+import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, findDataKeys, getOrCreateDataKey } from './key-vault.ts';
 import { DEFAULT_PRIMARY_TIMEOUT_MS, DEFAULT_REPLICA_SET_NAME, ensureReplicaSet, ensureRootUser, type ReplicaSetMember } from './replica-set.ts';
 
 export interface ProvisionOptions {
@@ -153,7 +153,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
       if (dataKeyAltNames.length > 0 && keys === undefined) {
         // Without a way to open the capsule (an unsigned seed by an operator who holds only the public file)
         // data keys cannot be made, but ones that exist need no CMK: a re-run must converge, not fail.
-        const found = await existingDataKeys(client, keyVaultNamespace, dataKeyAltNames);
+        const found = await existingDataKeys(client, keyVaultNamespace, record, dataKeyAltNames);
         const missing = dataKeyAltNames.filter((n) => found[n] === undefined);
         if (missing.length > 0) {
           throw new InvalidArgumentError(`provisionCluster: creating data key(s) ${missing.join(', ')} needs the identity that opens capsule ${capsuleName}`, {
@@ -168,7 +168,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         keyVaultIndex = index.uniqueAltNames ? 'unique-partial' : index.fallbackIndex ? 'unique-sparse-fallback' : 'none';
         const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
         for (const altName of dataKeyAltNames) {
-          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace });
+          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace, scope: { capsuleName, providers: Object.keys(kmsProviders) } });
           dataKeyIds[altName] = id.toUUID().toHexString(true);
         }
         onProgress?.(`data keys ready: ${dataKeyAltNames.join(', ')}`);
@@ -262,16 +262,9 @@ async function withPrimary<T>(admin: MongoClient, uri: string, primary: string |
   }
 }
 
-/** Ids of the data keys that carry these alternate names, read from the key vault (no CMK involved). */
-async function existingDataKeys(client: MongoClient, keyVaultNamespace: string, altNames: readonly string[]): Promise<Record<string, string>> {
-  const docs = await keyVaultCollection(client, keyVaultNamespace)
-    .find({ keyAltNames: { $in: [...altNames] } }, { projection: { _id: 1, keyAltNames: 1, creationDate: 1 }, sort: { creationDate: 1 } })
-    .toArray();
-  const ids: Record<string, string> = {};
-  for (const d of docs) {
-    for (const name of (d.keyAltNames as string[] | undefined) ?? []) {
-      if (altNames.includes(name) && ids[name] === undefined) ids[name] = (d._id as unknown as Binary).toUUID().toHexString(true);
-    }
-  }
-  return ids;
+/** Ids of capsule `record`'s data keys with these alternate names, read from the key vault (no CMK involved). */
+async function existingDataKeys(client: MongoClient, keyVaultNamespace: string, record: CapsuleRecord, altNames: readonly string[]): Promise<Record<string, string>> {
+  const providers = record.pendingRotation ? [record.kmsProvider, record.pendingRotation.toProvider] : [record.kmsProvider];
+  const found = await findDataKeys(client, keyVaultNamespace, { capsuleName: record.name, providers }, altNames);
+  return Object.fromEntries([...found].map(([n, id]) => [n, id.toUUID().toHexString(true)]));
 }

@@ -16,18 +16,32 @@
  * Providers are named per capsule and generation (see kmsProviderName), so capsules sharing a key vault rotate
  * independently. A KEM-key rotation of a capsule waits until its pending CMK rotation is finished (the
  * compare-and-swap refuses meanwhile).
+ *
+ * Before anything is written, the CMK(s) the caller unwraps are proven to decrypt every data key under the
+ * capsule's providers: a capsule that does not belong to the key vault (restored from another cluster) would
+ * otherwise start a rotation that can never finish. Between steps 1 and 2 the rotation waits
+ * `clientRefreshWaitMS`, so that running encrypted clients (which check the capsule every
+ * DEFAULT_REFRESH_INTERVAL_MS) load the next CMK before any data key moves to it.
+ *
+ * Abandoning (abandonCmkRotation) runs the rotation backwards while both CMKs are still in the document: keys
+ * already moved go back to the live provider, then `pendingRotation` is removed (compare-and-swap on its id),
+ * then keys a client created under the abandoned provider meanwhile are moved back too. A crash at any point
+ * leaves a state that either command finishes.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { ClientEncryption } from 'mongodb';
+import { ClientEncryption, type MongoClient } from 'mongodb';
 import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { CapsuleAuthError, CapsuleConflictError } from '../errors.ts';
-import { CapsuleStore, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
+import { CapsuleAuthError, CapsuleConflictError, CmkMismatchError, isMongoCapsuleError, RotationIncompleteError } from '../errors.ts';
+import { CapsuleStore, DEFAULT_CAPSULE_NAMESPACE, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type Unwrapper } from './encrypted-client.ts';
-import { DEFAULT_KEY_VAULT_NAMESPACE, keyVaultCollection } from './key-vault.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, DEFAULT_REFRESH_INTERVAL_MS, toUnwrapFn, type CapsuleKeys, type UnwrapFn, type Unwrapper } from './encrypted-client.ts';
+import { DEFAULT_KEY_VAULT_NAMESPACE, isHmacFailure, keyVaultCollection, verifyDataKeys } from './key-vault.ts';
 
 export type RotationStep = 'prepared' | 'rewrapped' | 'swapped';
+
+/** How long a rotation waits, after announcing the next CMK, for running clients to load it. */
+export const DEFAULT_CLIENT_REFRESH_WAIT_MS = DEFAULT_REFRESH_INTERVAL_MS + 5_000;
 
 export interface RotateCmkOptions {
   uri: string;
@@ -44,6 +58,11 @@ export interface RotateCmkOptions {
   onProgress?: (message: string) => void;
   /** Test hook, called after each step; throwing from it simulates a crash at that point. */
   afterStep?: (step: RotationStep) => void | Promise<void>;
+  /**
+   * Wait between announcing the next CMK and moving the first data key (default 15 s: longer than the encrypted
+   * clients' refresh interval, so that running clients hold both CMKs before any key moves). 0 in tests.
+   */
+  clientRefreshWaitMS?: number;
 }
 
 export interface RotateCmkResult {
@@ -73,6 +92,7 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
     serverSelectionTimeoutMS = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
     onProgress,
     afterStep,
+    clientRefreshWaitMS = DEFAULT_CLIENT_REFRESH_WAIT_MS,
   } = options;
   const unwrap = toUnwrapFn(options.unwrap);
   const client = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting for the CMK rotation' });
@@ -91,12 +111,24 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
           { hint: 'finish the KEM-key rotation first (`mongo-capsule keys rotate --cluster`), or rotate with the identity the capsule is sealed for' },
         );
       }
-      // Prove that this caller opens the live capsule before anything is written: a pending rotation that its
-      // owner cannot finish would lock everyone out of the capsule.
-      (await capsuleKeys(record, unwrap)).wipe();
+      // Prove that this caller opens the live capsule, and that its CMK opens the capsule's data keys, before
+      // anything is written: a pending rotation that cannot finish would lock everyone out of the capsule.
+      await proveKeys(client, record, unwrap, keyVaultNamespace, onProgress);
+      const stale = await keyVaultCollection(client, keyVaultNamespace).countDocuments({ 'masterKey.provider': nextProvider(record) }).catch((e: unknown) => {
+        throw mongoError(e, `reading the key vault ${keyVaultNamespace}`);
+      });
+      if (stale > 0) {
+        throw new CmkMismatchError(
+          `capsule ${capsuleName}: ${stale} data key(s) in ${keyVaultNamespace} are already under ${nextProvider(record)}, the provider the next CMK would get; nothing was changed`,
+          { hint: 'they were made under a CMK that is no longer in the capsule (an abandoned rotation interrupted mid-way, or a key vault from another cluster); restore that capsule generation before rotating' },
+        );
+      }
       const pending = await prepare(record, options, unwrap);
       onProgress?.(`rotation ${pending.id}: new CMK sealed for key ${options.recipient.kid}; data keys move ${record.kmsProvider} → ${pending.toProvider}`);
-      if (!(await store.beginRotation(capsuleName, record.sha256, pending))) {
+      if (!(await store.beginRotation(capsuleName, record.sha256, pending).catch((e: unknown) => {
+        // The update may or may not have been applied: say both outcomes.
+        throw new RotationIncompleteError(`capsule ${capsuleName}: starting the CMK rotation failed, perhaps after it was recorded (${isMongoCapsuleError(e) ? e.message : String(e)})`, { cause: e });
+      }))) {
         record = await store.load(capsuleName);
         if (record.pendingRotation === null) throw new CapsuleConflictError(`capsule ${capsuleName} changed while the CMK rotation was being prepared; nothing was changed`);
         resumed = true; // a concurrent run started one first: finish theirs
@@ -111,20 +143,45 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
     const pending = record.pendingRotation;
     if (pending === null) throw new CapsuleConflictError(`capsule ${capsuleName}: the CMK rotation just started is not visible; rerun rotate-cmk to finish it`);
     const fromProvider = record.kmsProvider;
-    const keys = await capsuleKeys(record, unwrap);
+    const keys = await capsuleKeys(record, unwrap).catch((e: unknown) => {
+      throw incomplete(e, capsuleName, pending.id);
+    });
     let rewrapped = 0;
     try {
       const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders: keys.kmsProviders });
-      rewrapped = await rewrapAll(encryption, client, keyVaultNamespace, fromProvider, pending.toProvider);
+      if (resumed) {
+        // A rotation started before the key vault was checked (or by an older version) may be one that can never
+        // finish: say so, and how to undo it, rather than failing in rewrapManyDataKey on every run.
+        await verifyProviders(encryption, client, keyVaultNamespace, record).catch((e: unknown) => {
+          if (e instanceof CmkMismatchError) {
+            throw new CmkMismatchError(`${e.message}; the pending CMK rotation ${pending.id} cannot finish`, {
+              hint: `abandon it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\` (nothing is lost), then restore the capsule that belongs to this key vault`,
+              cause: e,
+            });
+          }
+          throw incomplete(e, capsuleName, pending.id);
+        });
+      }
+      const waitMs = Math.max(0, pending.startedAt.getTime() + clientRefreshWaitMS - Date.now());
+      if (pending.phase === 'prepared' && waitMs > 0) {
+        onProgress?.(`waiting ${Math.ceil(waitMs / 1000)} s for running encrypted clients to load the next CMK`);
+        await new Promise((r) => setTimeout(r, waitMs));
+      }
+      const step = <T>(p: Promise<T>) => p.catch((e: unknown) => {
+        throw incomplete(e, capsuleName, pending.id);
+      });
+      rewrapped = await step(rewrapAll(encryption, client, keyVaultNamespace, fromProvider, pending.toProvider, capsuleName));
       onProgress?.(`rewrapped ${rewrapped} data key(s) to ${pending.toProvider}`);
-      await store.setRotationPhase(capsuleName, pending.id, 'rewrapped');
+      await step(store.setRotationPhase(capsuleName, pending.id, 'rewrapped'));
       await afterStep?.('rewrapped');
 
-      const swapped = await store.swap(capsuleName, record.bytes, pending.next, {
-        reason: 'cmk-rotation',
-        kmsProvider: pending.toProvider,
-        pendingRotationId: pending.id,
-      });
+      const swapped = await step(
+        store.swap(capsuleName, record.bytes, pending.next, {
+          reason: 'cmk-rotation',
+          kmsProvider: pending.toProvider,
+          pendingRotationId: pending.id,
+        }),
+      );
       if (!swapped) {
         const now = await store.load(capsuleName);
         if (now.sha256 !== sha256Hex(pending.next)) {
@@ -135,7 +192,7 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       await afterStep?.('swapped');
       // A client opened before the rotation may have created a key under the old provider after step 2; the
       // old CMK is still in memory, so move such stragglers now.
-      rewrapped += await rewrapAll(encryption, client, keyVaultNamespace, fromProvider, pending.toProvider);
+      rewrapped += await rewrapAll(encryption, client, keyVaultNamespace, fromProvider, pending.toProvider, capsuleName);
     } finally {
       keys.wipe();
     }
@@ -171,7 +228,7 @@ export function nextProvider(record: Pick<CapsuleRecord, 'name' | 'generation'>)
   return kmsProviderName(record.name, record.generation + 1);
 }
 
-async function rewrapAll(encryption: ClientEncryption, client: import('mongodb').MongoClient, keyVaultNamespace: string, from: string, to: string): Promise<number> {
+async function rewrapAll(encryption: ClientEncryption, client: import('mongodb').MongoClient, keyVaultNamespace: string, from: string, to: string, capsuleName: string): Promise<number> {
   let moved = 0;
   // rewrapManyDataKey updates in one bulk write; loop in case keys appear while it runs.
   for (let i = 0; i < 5; i++) {
@@ -181,8 +238,137 @@ async function rewrapAll(encryption: ClientEncryption, client: import('mongodb')
       const left = await keyVaultCollection(client, keyVaultNamespace).countDocuments({ 'masterKey.provider': from });
       if (left === 0) return moved;
     } catch (e) {
+      if (isHmacFailure(e)) throw new CmkMismatchError(`capsule ${capsuleName}: a data key under ${from} does not decrypt with the capsule's CMK (HMAC validation failure) while rewrapping to ${to}`, { cause: e });
       throw mongoError(e, `rewrapping data keys from ${from} to ${to}`);
     }
   }
   throw new CapsuleConflictError(`data keys keep appearing under ${from} during the CMK rotation; stop the writers that create keys and rerun rotate-cmk`);
+}
+
+/**
+ * Proves, writing nothing, that `record` opens with `unwrap` and its CMK(s) decrypt the capsule's data keys
+ * under its live (and pending) provider, at most `limit` per provider. Resolves to how many were checked (0:
+ * no data key yet); CmkMismatchError when one does not decrypt.
+ */
+export async function proveCapsuleCmk(
+  client: MongoClient,
+  record: CapsuleRecord,
+  { unwrap, keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE, limit }: { unwrap: Unwrapper; keyVaultNamespace?: string; limit?: number },
+): Promise<{ checked: number; providers: string[] }> {
+  const keys = await capsuleKeys(record, unwrap);
+  try {
+    const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders: keys.kmsProviders });
+    return { checked: await verifyProviders(encryption, client, keyVaultNamespace, record, limit), providers: Object.keys(keys.kmsProviders) };
+  } finally {
+    keys.wipe();
+  }
+}
+
+async function proveKeys(client: MongoClient, record: CapsuleRecord, unwrap: UnwrapFn, keyVaultNamespace: string, onProgress?: (m: string) => void): Promise<void> {
+  const { checked: n } = await proveCapsuleCmk(client, record, { unwrap, keyVaultNamespace });
+  onProgress?.(n === 0 ? `capsule ${record.name} has no data key yet (nothing to check against its CMK)` : `the CMK of capsule ${record.name} opens its ${n} data key(s)`);
+}
+
+/** verifyDataKeys for the live provider and, during a rotation, the pending one. */
+async function verifyProviders(encryption: ClientEncryption, client: MongoClient, keyVaultNamespace: string, record: CapsuleRecord, limit?: number): Promise<number> {
+  const lim = limit === undefined ? {} : { limit };
+  let n = await verifyDataKeys(encryption, client, { keyVaultNamespace, provider: record.kmsProvider, capsuleName: record.name, ...lim });
+  if (record.pendingRotation) n += await verifyDataKeys(encryption, client, { keyVaultNamespace, provider: record.pendingRotation.toProvider, capsuleName: record.name, ...lim });
+  return n;
+}
+
+/**
+ * An error after the rotation was recorded. Failures of the server or the network say that the rotation started
+ * and that a rerun finishes it; every other typed error (wrong key, signature, key vault mismatch) stays as it
+ * is, because rerunning would not help.
+ */
+const TRANSIENT = new Set(['MONGO_UNREACHABLE', 'MONGO_COMMAND', 'MONGO_AUTH', 'TIMEOUT']);
+function incomplete(e: unknown, capsuleName: string, id: string): Error {
+  if (isMongoCapsuleError(e) && !TRANSIENT.has(e.code)) return e;
+  const cause = isMongoCapsuleError(e) ? e.message : e instanceof Error ? e.message : String(e);
+  return new RotationIncompleteError(`capsule ${capsuleName}: the CMK rotation ${id} started but did not finish: ${cause}`, { cause: e });
+}
+
+export type AbandonCmkRotationOptions = Pick<RotateCmkOptions, 'uri' | 'capsuleName' | 'unwrap' | 'keyVaultNamespace' | 'capsuleNamespace' | 'serverSelectionTimeoutMS' | 'onProgress'> & {
+  /** Test hook: called after the keys moved back, before pendingRotation is removed; throwing simulates a crash. */
+  afterRewrap?: () => void | Promise<void>;
+};
+
+export interface AbandonCmkRotationResult {
+  capsuleName: string;
+  /** False when no rotation was pending (nothing to do). */
+  abandoned: boolean;
+  /** The abandoned rotation's id. */
+  rotationId?: string;
+  /** Data keys moved back to the live provider. */
+  movedBack: number;
+  kmsProvider: string;
+  generation: number;
+}
+
+/**
+ * Undoes the pending CMK rotation of capsule `capsuleName` (see the top of this file); the live CMK stays.
+ * @example
+ * await abandonCmkRotation({ uri, capsuleName: 'default', unwrap: (c) => km.unwrap(c) });
+ */
+export async function abandonCmkRotation(options: AbandonCmkRotationOptions): Promise<AbandonCmkRotationResult> {
+  requireCsfle('abandonCmkRotation');
+  const {
+    uri,
+    capsuleName = DEFAULT_CAPSULE_NAME,
+    keyVaultNamespace = DEFAULT_KEY_VAULT_NAMESPACE,
+    capsuleNamespace,
+    serverSelectionTimeoutMS = DEFAULT_SERVER_SELECTION_TIMEOUT_MS,
+    onProgress,
+    afterRewrap,
+  } = options;
+  const unwrap = toUnwrapFn(options.unwrap);
+  const client = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting to abandon the CMK rotation' });
+  try {
+    const store = new CapsuleStore(client, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
+    const record = await store.load(capsuleName);
+    const pending = record.pendingRotation;
+    if (pending === null) {
+      onProgress?.(`capsule ${capsuleName}: no CMK rotation is pending; nothing to abandon`);
+      return { capsuleName, abandoned: false, movedBack: 0, kmsProvider: record.kmsProvider, generation: record.generation };
+    }
+    let keys: CapsuleKeys | undefined;
+    try {
+      keys = await capsuleKeys(record, unwrap);
+      const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders: keys.kmsProviders });
+      onProgress?.(`abandoning CMK rotation ${pending.id}: data keys move back ${pending.toProvider} → ${record.kmsProvider}`);
+      let movedBack = await rewrapAll(encryption, client, keyVaultNamespace, pending.toProvider, record.kmsProvider, capsuleName);
+      await afterRewrap?.();
+      if (!(await store.abandonRotation(capsuleName, record.sha256, pending.id))) {
+        throw new CapsuleConflictError(`capsule ${capsuleName} changed while its CMK rotation ${pending.id} was being abandoned (finished or abandoned by another run)`, {
+          hint: '`mongo-capsule doctor` shows the capsule as it is now',
+        });
+      }
+      // A client that loaded the next CMK may have created a key under it meanwhile; both CMKs are still in memory.
+      movedBack += await rewrapAll(encryption, client, keyVaultNamespace, pending.toProvider, record.kmsProvider, capsuleName);
+      onProgress?.(`capsule ${capsuleName}: CMK rotation ${pending.id} abandoned; ${movedBack} data key(s) moved back; the CMK is unchanged`);
+      return { capsuleName, abandoned: true, rotationId: pending.id, movedBack, kmsProvider: record.kmsProvider, generation: record.generation };
+    } finally {
+      keys?.wipe();
+    }
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+/**
+ * Refuses a KEM-key rotation over `store` while one of its capsules sealed for `kids` has a CMK rotation
+ * pending: the store's compare-and-swap refuses such a capsule, so the key rotation would only retry until it
+ * gives up. Says which capsule and the command that finishes (or undoes) its CMK rotation.
+ */
+export async function assertNoPendingCmkRotation(store: CapsuleStore, kids: readonly string[]): Promise<void> {
+  const pending = (await store.list()).filter((r) => r.pendingRotation !== null && kids.includes(r.header.kid));
+  if (pending.length === 0) return;
+  const names = pending.map((r) => r.name);
+  throw new CapsuleConflictError(
+    `a CMK rotation is pending on capsule(s) ${names.join(', ')} in ${store.namespace}; the KEM-key rotation would wait for it, so nothing was changed`,
+    {
+      hint: `finish it first with ${names.map((n) => `\`mongo-capsule rotate-cmk --capsule ${n}${store.namespace === DEFAULT_CAPSULE_NAMESPACE ? '' : ` --capsules ${store.namespace}`}\``).join(', ')} (or undo it with \`rotate-cmk --abandon\`), then run keys rotate again`,
+    },
+  );
 }

@@ -64,7 +64,7 @@ describeWithCsfle(`mongo CLI commands (${server.description})`, () => {
 
   it('rotate-cmk rotates with the identity from the secret source', async () => {
     const run = capture(env);
-    expect(await main(['rotate-cmk', '--name', 'ops', '--capsule', 'cli-signed', '--capsules', capsules, '--key-vault', keyVault], run.io)).toBe(0);
+    expect(await main(['rotate-cmk', '--name', 'ops', '--capsule', 'cli-signed', '--capsules', capsules, '--key-vault', keyVault, '--client-wait-ms', '0'], run.io)).toBe(0);
     expect(run.out()).toMatch(/capsule cli-signed: CMK rotated\nkid [0-9a-f]+\ndata keys moved 0 /);
     const doc = await plain.db(db).collection('capsules').findOne({ name: 'cli-signed' });
     expect(doc?.generation).toBe(2);
@@ -74,9 +74,11 @@ describeWithCsfle(`mongo CLI commands (${server.description})`, () => {
     const run = capture(env);
     const code = await main(['doctor', '--capsule', 'cli-signed', '--name', 'ops', '--capsules', capsules, '--key-vault', keyVault], run.io);
     const out = run.out();
-    for (const what of ['server', 'auth', 'key vault', 'capsule', 'identity', 'libmongocrypt']) expect(out).toMatch(new RegExp(`^(ok  |warn|FAIL)  ${what}`, 'm'));
+    for (const what of ['server', 'auth', 'key vault', 'capsule', 'identity', 'signature', 'cmk', 'libmongocrypt']) expect(out).toMatch(new RegExp(`^(ok  |warn|FAIL)  ${what}`, 'm'));
     expect(out).toMatch(/^ok    capsule +cli-signed: suite ml-kem-1024, kid [0-9a-f]+, signed, generation 2$/m);
-    expect(out).toMatch(/^ok    identity +ops: .*opens the capsule/m);
+    expect(out).toMatch(/^ok    identity +ops: .*the capsule is sealed for it/m);
+    expect(out).toMatch(/^ok    signature +signed by ops/m);
+    expect(out).toMatch(/^ok    cmk +capsule cli-signed has no data key/m);
     expect(code).toBe(0);
   });
 

@@ -84,7 +84,7 @@ describeWithCsfle(`encrypted client (${server.description})`, () => {
   it('creates a data key on first use, once', async () => {
     const [k1, k2] = await Promise.all([enc.dataKey('fresh'), enc.dataKey('fresh')]);
     expect(k1.toUUID().toHexString()).toBe(k2.toUUID().toHexString());
-    expect(await plain.db(db).collection('__keyVault').countDocuments({ keyAltNames: 'fresh' })).toBe(1);
+    expect(await plain.db(db).collection('__keyVault').countDocuments({ keyAltNames: 'app/fresh' })).toBe(1);
   });
 
   it('another identity cannot open the client', async () => {
@@ -130,7 +130,7 @@ describeWithCsfle(`encrypted client (${server.description})`, () => {
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toMatch(/cannot create the unique partial index/);
       // The fallback still refuses a second key with the same single alternate name.
-      const dup = { _id: new Binary(Buffer.alloc(16, 7), 4), keyAltNames: ['ssn'], keyMaterial: new Binary(Buffer.alloc(1)), creationDate: new Date(), updateDate: new Date(), status: 0, masterKey: { provider: 'local' } };
+      const dup = { _id: new Binary(Buffer.alloc(16, 7), 4), keyAltNames: ['app/ssn'], keyMaterial: new Binary(Buffer.alloc(1)), creationDate: new Date(), updateDate: new Date(), status: 0, masterKey: { provider: 'local' } };
       if (r.fallbackIndex) await expect(plain.db(db).collection('__keyVault').insertOne(dup as never)).rejects.toThrow(/duplicate key/i);
     }
   });

@@ -67,7 +67,7 @@ describeWithCsfle(`KEM-key rotation of capsules in the cluster (${server.descrip
     expect((refused as Error).message).toMatch(/kept changing during rotation/);
     expect((await km.status('ops')).slots.active).toBe(secret.kid);
     // Whatever the key manager recorded, the capsule and its pending rotation still open with 'ops'.
-    const finished = await rotateCmk({ uri: server.uri, capsuleName: 'kem', recipient: await km.getSecretIdentity('ops'), unwrap, capsuleNamespace, keyVaultNamespace });
+    const finished = await rotateCmk({ uri: server.uri, capsuleName: 'kem', recipient: await km.getSecretIdentity('ops'), unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 });
     expect(finished.resumed).toBe(true);
     expect(pendingKid).toBe(secret.kid);
     const enc = await openEncryptedClient({ uri: server.uri, capsuleName: 'kem', unwrap, capsuleNamespace, keyVaultNamespace });

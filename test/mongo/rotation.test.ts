@@ -11,7 +11,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
   const capsuleNamespace = `${db}.capsules`;
   const keyVaultNamespace = `${db}.__keyVault`;
   const owner = testIdentity('owner');
-  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace };
+  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 };
   let plain: MongoClient;
 
   beforeAll(async () => {
@@ -55,14 +55,14 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
     await seedData('plain-rotation', 5);
     const r = await rotateCmk({ ...common, capsuleName: 'plain-rotation' });
     expect(r).toMatchObject({ resumed: false, fromProvider: 'local:g1_plain_2drotation', toProvider: 'local:g2_plain_2drotation', rewrapped: 2, generation: 2, kid: owner.pub.kid });
-    const keys = await plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: ['plain-rotation-a', 'plain-rotation-b'] } }).toArray();
+    const keys = await plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: ['plain-rotation/plain-rotation-a', 'plain-rotation/plain-rotation-b'] } }).toArray();
     expect(keys.map((k) => k.masterKey.provider)).toEqual([r.toProvider, r.toProvider]);
     await expectAllDecrypt('plain-rotation', 5);
     // New data keys after the rotation go under the new provider.
     const enc = await openEncryptedClient({ ...common, capsuleName: 'plain-rotation' });
     try {
       await enc.dataKey('plain-rotation-c');
-      const k = await plain.db(db).collection('__keyVault').findOne({ keyAltNames: 'plain-rotation-c' });
+      const k = await plain.db(db).collection('__keyVault').findOne({ keyAltNames: 'plain-rotation/plain-rotation-c' });
       expect(k?.masterKey.provider).toBe(r.toProvider);
     } finally {
       await enc.close();
@@ -106,7 +106,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
       expect(again.toProvider).toMatch(step === 'swapped' ? /^local:g3_/ : /^local:g2_/);
       const done = await store.load(name);
       expect(done.pendingRotation).toBeNull();
-      const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: [`${name}-a`, `${name}-b`] } }).toArray()).map((k) => k.masterKey.provider);
+      const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: [`${name}/${name}-a`, `${name}/${name}-b`] } }).toArray()).map((k) => k.masterKey.provider);
       expect(providers).toEqual([done.kmsProvider, done.kmsProvider]);
       await expectAllDecrypt(name, 4);
     });
@@ -143,28 +143,25 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
     await expectAllDecrypt(name, 2);
   });
 
-  it('a client opened before a rotation refuses to create data keys under the old CMK, and says to reopen', async () => {
+  it('a client opened before a rotation creates new data keys under the current CMK, never the old one', async () => {
     const name = 'stale-client';
     await seedData(name, 1);
-    const early = await openEncryptedClient({ ...common, capsuleName: name });
+    const early = await openEncryptedClient({ ...common, capsuleName: name, refreshIntervalMS: 0 });
     try {
       await rotateCmk({ ...common, capsuleName: name });
-      // An existing key is found, not created: fine. A new one would be stranded under the old provider.
+      // An existing key is found, not created: fine. A new one must not land under the old provider: the client
+      // notices the rotation right before creating it and switches to the new CMK first.
       await expect(early.dataKey(`${name}-a`)).resolves.toBeDefined();
-      await expect(early.dataKey(`${name}-new`)).rejects.toMatchObject({ code: 'CAPSULE_CONFLICT', message: expect.stringMatching(/rotated after this client was opened/) });
-      expect(await plain.db(db).collection('__keyVault').countDocuments({ keyAltNames: `${name}-new` })).toBe(0);
+      await expect(early.dataKey(`${name}-new`)).resolves.toBeDefined();
+      expect(early.capsule.generation).toBe(2);
+      const created = await plain.db(db).collection('__keyVault').findOne({ keyAltNames: `${name}/${name}-new` });
+      expect(created?.masterKey.provider).toBe('local:g2_stale_2dclient');
     } finally {
       await early.close();
     }
-    const fresh = await openEncryptedClient({ ...common, capsuleName: name });
-    try {
-      await expect(fresh.dataKey(`${name}-new`)).resolves.toBeDefined();
-    } finally {
-      await fresh.close();
-    }
     const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
     const live = await store.load(name);
-    const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $regex: `^${name}-` } }).toArray()).map((k) => k.masterKey.provider);
+    const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $regex: `^${name}/` } }).toArray()).map((k) => k.masterKey.provider);
     expect(new Set(providers)).toEqual(new Set([live.kmsProvider]));
   });
 
