@@ -97,6 +97,7 @@ async function restore(args: string[], io: CliIO): Promise<number> {
   try {
     for (const f of files) shares.push(...decodeShareInput(await readInput(f, io), f));
     if (values.stdin) {
+      if ((io.stdin as NodeJS.ReadStream).isTTY) io.stderr.write('type or paste the printed shares (each from its line 01), then Ctrl-D:\n');
       const typed = new TextDecoder().decode(await readInput('-', io));
       try {
         shares.push(...decodePrintableShares(typed, 'stdin'));

@@ -143,7 +143,7 @@ async function readActive(keychain: Keychain, name: string, op: string): Promise
 export function checkAgainstPublicFile(id: SecretIdentity, pub: PublicFile): string {
   const p = pub.identity;
   if (p.kid !== id.kid || p.signer.kid !== id.signer.kid) {
-    throw new RecoveryShareStaleError(`${pub.path} is key ${p.kid} (signer ${p.signer.kid}), but identity ${id.name} is key ${id.kid} (signer ${id.signer.kid})`, {
+    throw new MongoCapsuleError('USAGE', `${pub.path} is key ${p.kid} (signer ${p.signer.kid}), but identity ${id.name} is key ${id.kid} (signer ${id.signer.kid}); nothing was written`, {
       hint: 'pass the public file of this identity (after a rotation, the one `keys rotate --pub-out` wrote), or write it with `mongo-capsule keys status --pub-out <file>`',
     });
   }
@@ -156,7 +156,7 @@ export function checkAgainstPublicFile(id: SecretIdentity, pub: PublicFile): str
   const message = randomBytes(32);
   const signs = ml_dsa87.verify(ml_dsa87.sign(message, id.signerSecretKey), message, p.signer.publicKey);
   if (!opens || !signs) {
-    throw new RecoveryShareStaleError(`identity ${id.name} does not ${opens ? 'sign for' : 'open'} the key in ${pub.path} although the kids match; the keychain entry or the file is damaged`);
+    throw new KeychainEntryCorruptError(`identity ${id.name} does not ${opens ? 'sign for' : 'open'} the key in ${pub.path} although the kids match; the keychain entry or the file is damaged`);
   }
   return `${pub.path}: kid ${p.kid} and signer kid ${p.signer.kid}; the keychain's key opened a probe sealed for it and its signature verified`;
 }
@@ -189,6 +189,7 @@ export async function backupIdentity(options: BackupOptions): Promise<BackupResu
         });
       }
       if (!(await stat(options.outDir).then((s) => s.isDirectory(), () => false))) throw new FileNotFoundError(options.outDir, 'the --out-dir directory must exist');
+      await listBackups(name, options.env); // damaged records must stop the backup before any share is written
       shares = await splitIdentity(id, { threshold: options.threshold, shares: options.shares, ...(options.now ? { now: options.now } : {}) });
       const contents = [...shares.map((s) => encodeShareFile(s)), ...(options.printable ? shares.map((s) => encodePrintableShare(s)) : [])];
       const backup = describe(shares[0]!);
@@ -339,7 +340,15 @@ export async function listBackups(name: string, env: NodeJS.ProcessEnv = process
   try {
     const doc = JSON.parse(text) as { format?: unknown; backups?: unknown };
     if (doc.format !== RECORDS_FORMAT || !Array.isArray(doc.backups)) throw new Error('format');
-    return doc.backups as BackupRecord[];
+    const str = (v: unknown) => typeof v === 'string' && v.length <= 4096;
+    const int = (v: unknown) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 255;
+    const ok = (r: unknown): r is BackupRecord => {
+      if (typeof r !== 'object' || r === null) return false;
+      const b = r as Record<string, unknown>;
+      return ['backupId', 'name', 'suite', 'kid', 'signerKid', 'createdAt', 'outDir'].every((k) => str(b[k])) && int(b.threshold) && int(b.shares);
+    };
+    if (!doc.backups.every(ok)) throw new Error('entry');
+    return doc.backups;
   } catch {
     throw new MongoCapsuleError('CONFIG_INVALID', `the backup records ${recordsPath(name, env)} are damaged`, { hint: 'they only feed `keys status`: remove the file, then run `keys backup` again to record a backup' });
   }

@@ -8,7 +8,7 @@ import { cpSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
-import { decodePublicIdentity, encodePublicIdentity, generateCmk, wrapKey } from '../../src/crypto/index.ts';
+import { decodePublicIdentity, encodePublicIdentity, generateCmk, generateIdentity, toPublicIdentity, wrapKey } from '../../src/crypto/index.ts';
 import { AlreadyInitializedError, FileNotFoundError, NotInitializedError, RecoveryShareStaleError } from '../../src/errors.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
 import { backupIdentity, backupStatusLine, listBackups, restoreIdentity, shareFileNames, type PublicFile } from '../../src/keys/recovery-backup.ts';
@@ -72,6 +72,8 @@ describeIf(reason === undefined, `recovery backups against the OS keychain: ${re
     expect(shareFiles(dir)).toEqual([names[2]]);
     expect(readFileSync(join(dir, names[2]!), 'utf8')).toBe('mine');
     await expect(backupIdentity({ keychain, name, threshold: 2, shares: 3, outDir: join(dir, 'nope'), env })).rejects.toBeInstanceOf(FileNotFoundError);
+    const other: PublicFile = { path: 'other.pub.json', identity: toPublicIdentity(generateIdentity('ml-kem-768', { name })) };
+    await expect(backupIdentity({ keychain, name, threshold: 2, shares: 2, outDir: join(dir, 'out2'), publicFile: other, env })).rejects.toThrow(/other\.pub\.json is key [0-9a-f]{32} .*, but identity .* is key [0-9a-f]{32} .*; nothing was written/);
   });
 
   it('a write that fails at the k-th file leaves no share file; a kill there leaves none either, and a rerun writes a whole set', async () => {
@@ -120,6 +122,14 @@ describeIf(reason === undefined, `recovery backups against the OS keychain: ${re
     expect(rerun.backup.backupId).toBe(expectedId);
     expect(readdirSync(snapshot!).sort()).toEqual(shareFileNames(name, 3, false).sort());
     expect(new Set(readShares(rerun.files).map((s) => s.backupId))).toEqual(new Set([expectedId]));
+  });
+
+  it('damaged backup records: keys status says so, and a backup stops before writing any share', async () => {
+    mkdirSync(join(dir, 'state', 'recovery-backups'), { recursive: true });
+    writeFileSync(join(dir, 'state', 'recovery-backups', `${name}.json`), '{"format":"mongo-capsule-backup-records","backups":[null]}');
+    expect(await backupStatusLine(name, pub.identity.kid, env)).toMatch(/^backup: unknown \(the backup records .* are damaged\)/);
+    await expect(backupIdentity({ keychain, name, threshold: 2, shares: 2, outDir: dir, env })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    expect(shareFiles(dir)).toEqual([]);
   });
 
   it('a restore whose keychain write fails stores nothing', async () => {
