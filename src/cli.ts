@@ -7,12 +7,13 @@ import { isMongoCapsuleError, UsageError } from './errors.ts';
 import type { CliIO, Command } from './cli/types.ts';
 import { cryptoCommands } from './cli/crypto-commands.ts';
 import { keysCommands } from './cli/keys-commands.ts';
+import { withRecoveryCommands } from './cli/backup-commands.ts';
 import { mongoCommands } from './cli/mongo-commands.ts';
 import { provisionCommands } from './cli/provision-command.ts';
 
 const COMMANDS: Record<string, Command> = {
   ...cryptoCommands,
-  ...keysCommands,
+  ...withRecoveryCommands(keysCommands),
   ...mongoCommands,
   ...provisionCommands,
 };

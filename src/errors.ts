@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'LEGACY_KEY_UNSUPPORTED'
   | 'INSECURE_FILE_PERMISSIONS'
   | 'IDENTITY_LOCKED'
+  | RecoveryErrorCode
   // files and CLI
   | 'FILE_EXISTS'
   | 'FILE_NOT_FOUND'
@@ -339,5 +340,70 @@ export class RotationIncompleteError extends MongoCapsuleError {
       hint: 'data stays readable meanwhile; rerun `mongo-capsule rotate-cmk` (same options) to finish the rotation, or `mongo-capsule rotate-cmk --abandon` to undo it',
       ...options,
     });
+  }
+}
+
+// ---- keys: recovery shares (k-of-n backups of an identity) ----
+
+export type RecoveryErrorCode =
+  | 'RECOVERY_SHARE_FORMAT'
+  | 'RECOVERY_SHARE_DAMAGED'
+  | 'RECOVERY_SHARE_MISMATCH'
+  | 'RECOVERY_SHARES_INSUFFICIENT'
+  | 'RECOVERY_COMBINE_FAILED'
+  | 'RECOVERY_SHARE_STALE';
+
+export interface RecoveryErrorOptions extends MongoCapsuleErrorOptions {
+  /** The share (file name, or "stdin share 2") the error is about, when it is about one. */
+  source?: string;
+}
+
+abstract class RecoveryError extends MongoCapsuleError {
+  readonly source: string | undefined;
+  constructor(code: RecoveryErrorCode, message: string, options: RecoveryErrorOptions) {
+    super(code, message, options);
+    this.source = options.source;
+  }
+}
+
+/** Not a recovery share, or one that breaks the format (unknown or missing fields, non-canonical encodings). */
+export class RecoveryShareFormatError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARE_FORMAT', message, { hint: 'pass the share file exactly as `mongo-capsule keys backup` wrote it (or retype the printed share)', ...options });
+  }
+}
+
+/** A share whose own integrity check (or a printed line's checksum) fails: it was altered or mistyped. */
+export class RecoveryShareDamagedError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARE_DAMAGED', message, { hint: 'use another copy of this share, or another custodian\'s share instead of it', ...options });
+  }
+}
+
+/** Shares that do not belong together: two backups, another identity, the same share twice. */
+export class RecoveryShareMismatchError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARE_MISMATCH', message, { hint: 'pass only shares of one backup (same backup id, `keys restore` names it), each share once', ...options });
+  }
+}
+
+/** Fewer shares than the backup's threshold. */
+export class RecoverySharesInsufficientError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARES_INSUFFICIENT', message, { hint: 'collect more shares of the same backup from its custodians', ...options });
+  }
+}
+
+/** The shares are well-formed and agree, but do not combine to the secret the backup committed to. */
+export class RecoveryCombineError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_COMBINE_FAILED', message, { hint: 'one share was altered with its check recomputed: combine other shares (pass more than the threshold to find the odd one out)', ...options });
+  }
+}
+
+/** A backup of a key that is no longer the identity's active key (a rotation happened since). */
+export class RecoveryShareStaleError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARE_STALE', message, options);
   }
 }

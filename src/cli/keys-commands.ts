@@ -16,6 +16,7 @@ import { FileCapsuleRepository } from '../keys/file-capsule-repository.ts';
 import { KEYCHAIN_SERVICE, OsKeychain, type Keychain } from '../keys/keychain.ts';
 import { KeyManager } from '../keys/manager.ts';
 import { migrateLegacySecret } from '../keys/migrate.ts';
+import { backupStatusLine } from '../keys/recovery-backup.ts';
 import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/secret-source.ts';
 import { assertNoPendingCmkRotation, CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
@@ -133,6 +134,7 @@ async function status(args: string[], io: CliIO): Promise<number> {
     io.stdout.write(`keychain: ${manager.keychain.description}\n`);
     if (!s.initialized) io.stdout.write(`identity ${s.name}: not initialized\n`);
     else io.stdout.write(`identity ${s.name}: suite ${s.suite}, kid ${s.kid}, signer kid ${s.signerKid}\n`);
+    io.stdout.write(await backupStatusLine(s.name, s.kid, io.env));
     if (s.rotationPending) {
       io.stdout.write(`rotation unfinished (new key ${s.slots.next ?? s.slots.active}, old key ${s.slots.prev ?? s.slots.active}): run \`mongo-capsule keys rotate\` again to finish it\n`);
     }
