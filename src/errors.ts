@@ -30,6 +30,7 @@ export type ErrorCode =
   | 'FILE_EXISTS'
   | 'FILE_NOT_FOUND'
   | 'USAGE'
+  | 'INPUT_TOO_LARGE'
   // mongo
   | 'MONGO_UNREACHABLE'
   | 'MONGO_AUTH'
@@ -299,5 +300,19 @@ export class OperationTimeoutError extends MongoCapsuleError {
 export class ConfigInvalidError extends MongoCapsuleError {
   constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
     super('CONFIG_INVALID', message, options);
+  }
+}
+
+// ---- files: bounded inputs ----
+
+/** An input (file or stdin) is larger than anything of its kind can be: reading stopped at the limit. */
+export class InputTooLargeError extends MongoCapsuleError {
+  readonly limit: number;
+
+  constructor(what: string, source: string, limit: number) {
+    super('INPUT_TOO_LARGE', `${source} is too large to be ${what}: more than ${limit} bytes (the limit); reading stopped there`, {
+      hint: `check that ${source} is the right file (a ${what} is at most ${limit} bytes)`,
+    });
+    this.limit = limit;
   }
 }
