@@ -138,7 +138,7 @@ function networkHint(message: string): { hint?: string } {
     };
   }
   if (/\bECONNREFUSED\b/.test(message)) {
-    return { hint: 'nothing listens at that host and port: start the server (`npm run up` for a local one), or fix the host and port of the connection string' };
+    return { hint: 'nothing listens there: check the host, port and network of the connection string, or start the server (`npm run up` for a local one)' };
   }
   if (/\b(ENOTFOUND|EAI_AGAIN)\b/.test(message)) {
     return { hint: 'the host name does not resolve: check the spelling of the host in the connection string and this machine\'s DNS' };
