@@ -14,7 +14,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
@@ -186,9 +186,21 @@ async function cleanUp(proc, dir) {
   await rm(dir, { recursive: true, force: true });
 }
 
-/** @returns {TestServer} a server this harness started in `dir`; `stop` cleans both up. */
+/**
+ * @returns {TestServer} a server this harness started in `dir`; `stop` cleans both up, and so does the end of this
+ * process if `stop` was never reached (a benchmark or script that failed half-way).
+ */
 function startedServer(kind, uri, description, capabilities, proc, dir) {
-  return { kind, uri, description, reason: '', capabilities, stop: () => cleanUp(proc, dir) };
+  const atExit = () => {
+    proc.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', atExit);
+  const stop = async () => {
+    process.off('exit', atExit);
+    await cleanUp(proc, dir);
+  };
+  return { kind, uri, description, reason: '', capabilities, stop };
 }
 
 async function startFerretdb(bin, log) {
