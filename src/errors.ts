@@ -311,7 +311,7 @@ export class InputTooLargeError extends MongoCapsuleError {
 
   constructor(what: string, source: string, limit: number) {
     super('INPUT_TOO_LARGE', `${source} is too large to be ${what}: more than ${limit} bytes (the limit); reading stopped there`, {
-      hint: `check that ${source} is the right file (a ${what} is at most ${limit} bytes)`,
+      hint: `check that ${source} is the right file (${what} is at most ${limit} bytes)`,
     });
     this.limit = limit;
   }
