@@ -85,30 +85,67 @@ export function provisionRequest(inputs: ProvisionInputs) {
   };
 }
 
-/** Strings that must never appear in an error: the password, the URI and the URI's user info. */
+/**
+ * Strings that must never appear in an error: the password, the URI, the URI's user info and the values of its
+ * options. It follows the rules of src/uri-redaction.mjs (the user info ends at the last '@'; a password may hold
+ * ':' or '@'), restated here because this module must stay free of imports (see the header).
+ */
 export function secretsOf(inputs: Pick<ProvisionInputs, 'uri' | 'rootPassword'>): string[] {
   const found: string[] = [];
-  if (inputs.rootPassword) found.push(inputs.rootPassword);
+  const add = (s: string) => {
+    found.push(s);
+    try {
+      found.push(decodeURIComponent(s));
+    } catch {
+      /* not percent-encoded */
+    }
+    found.push(encodeURIComponent(s));
+    for (const item of s.split(',')) if (item.includes(':')) found.push(item.slice(item.indexOf(':') + 1));
+  };
+  if (inputs.rootPassword) add(inputs.rootPassword);
   if (inputs.uri) {
     found.push(inputs.uri);
-    const m = /^[a-z+]+:\/\/([^@/?#]*)@/i.exec(inputs.uri);
-    if (m && m[1]) {
-      const userinfo = m[1];
-      found.push(userinfo);
-      const colon = userinfo.indexOf(':');
-      if (colon !== -1 && colon < userinfo.length - 1) {
-        const password = userinfo.slice(colon + 1);
-        found.push(password);
-        try {
-          found.push(decodeURIComponent(password));
-        } catch {
-          /* not percent-encoded */
+    const rest = inputs.uri.replace(/^[a-z+]+:\/\//i, '');
+    const at = rest.lastIndexOf('@');
+    if (at !== -1) {
+      const userinfo = rest.slice(0, at);
+      const starts = [0];
+      const ends = [userinfo.length];
+      for (let i = 0; i < userinfo.length; i++) {
+        if (userinfo[i] === ':' || userinfo[i] === '@') starts.push(i + 1);
+        if (userinfo[i] === '@') ends.push(i);
+      }
+      for (const a of starts) for (const b of ends) if (b > a) add(userinfo.slice(a, b));
+    } else {
+      // No '@': what follows the first ':' may be a password that lost its '@', ending at any '/' or '?'.
+      for (let colon = rest.indexOf(':'); colon !== -1; colon = rest.indexOf(':', colon + 1)) {
+        const tail = rest.slice(colon + 1);
+        if (/^\d{1,5}(?:[,/?]|$)/.test(tail)) continue;
+        for (let i = 1; i <= tail.length; i++) if (i === tail.length || tail[i] === '/' || tail[i] === '?') add(tail.slice(0, i));
+      }
+    }
+    // Option values: any may carry a secret (proxyPassword, authMechanismProperties, a typo), and a '?' or '&'
+    // may hide in one; the short harmless ones ("true", "rs0") are below the length floor.
+    const all = inputs.uri.replace(/^[a-z+]+:\/\//i, '');
+    for (let q = all.indexOf('?'); q !== -1; q = all.indexOf('?', q + 1)) {
+      let offset = q + 1;
+      for (const pair of all.slice(q + 1).split(/[&;]/)) {
+        const start = offset + pair.indexOf('=') + 1;
+        for (const value of [pair.slice(pair.indexOf('=') + 1), all.slice(start)]) {
+          if (value.length < 6) continue;
+          add(value);
+          try {
+            add(decodeURIComponent(value));
+          } catch {
+            /* not percent-encoded */
+          }
         }
+        offset += pair.length + 1;
       }
     }
   }
   // Longest first, so that a secret containing another is replaced whole.
-  return found.filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
+  return [...new Set(found)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length);
 }
 
 export function redactSecrets(text: string, secrets: readonly string[]): string {

@@ -195,9 +195,9 @@ async function main() {
       }
     }
     if (ok && uri && !interrupted) {
-      log(`running the suite: node ${suiteArgs(positionals).join(' ')} (MONGODB_URI from the stack)`);
+      log(`running the suite: node ${suiteArgs(positionals).join(' ')} (MONGO_CAPSULE_TEST_URI from the stack)`);
       // Required: a cluster that does not answer must fail the suite, not skip it.
-      const suiteEnv = { ...process.env, MONGODB_URI: uri, MONGO_CAPSULE_SKIP_TYPECHECK: '1', MONGO_CAPSULE_TEST_SERVER_REQUIRED: '1' };
+      const suiteEnv = { ...process.env, MONGO_CAPSULE_TEST_URI: uri, MONGO_CAPSULE_SKIP_TYPECHECK: '1', MONGO_CAPSULE_TEST_SERVER_REQUIRED: '1' };
       const result = await track($({ cwd: ROOT, env: suiteEnv, nothrow: true, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} ${suiteArgs(positionals)}`);
       current = undefined;
       cancel = undefined;

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { $, echo } from 'zx';
 import { checkPrerequisites, CLI, failureLines, ROOT } from './lib/prereqs.mjs';
-import { parseScriptArgs, runScript, userPath } from './lib/script-args.mjs';
+import { parseScriptArgs, runScript, ScriptUsageError, userPath } from './lib/script-args.mjs';
+import { checkIdentityName } from '../src/crypto/index.ts';
 
 const USAGE = `Usage: npm run init -- [--name <identity>] [--suite <id>] [--pub-out <file>] [--dry-run]
 
@@ -34,6 +35,12 @@ async function main() {
     return 0;
   }
   const name = values.name ?? 'default';
+  // A bad name is the user's typo, not a missing prerequisite: say what is wrong with it before checking anything.
+  try {
+    checkIdentityName('init: --name', name);
+  } catch (e) {
+    throw new ScriptUsageError(`${e.message}, got ${JSON.stringify(name)}`);
+  }
   // The default is where `npm run up` looks for it (mongo-capsule:publicKeyPath defaults to default.pub.json).
   const pubOut = values['pub-out'] !== undefined ? userPath(values['pub-out']) : join(ROOT, `${name}.pub.json`);
   const cli = (args) => $({ quiet: true })`${process.execPath} ${CLI} ${args}`;

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Starts the integration-test server by hand: prints exactly one line `MONGODB_URI=<uri>` on stdout and keeps the
+// Starts the integration-test server by hand: prints exactly one line `MONGO_CAPSULE_TEST_URI=<uri>` on stdout and keeps the
 // server up until SIGTERM/SIGINT, then cleans it up. Progress and problems go to stderr.
 //   node scripts/test-server.mjs > server.env & sleep 5; export $(cat server.env); ...; kill %1
 // The URI may hold the generated root password of a private, throwaway server: treat it like one.
@@ -38,6 +38,6 @@ process.on('SIGINT', () => void stop('SIGINT'));
 process.on('SIGHUP', () => void stop('SIGHUP'));
 
 log(`${server.description} is up; stop with SIGTERM or Ctrl-C`);
-process.stdout.write(`MONGODB_URI=${server.uri}\n`);
+process.stdout.write(`MONGO_CAPSULE_TEST_URI=${server.uri}\n`);
 // Keep the event loop alive until a signal arrives.
 setInterval(() => {}, 1 << 30);

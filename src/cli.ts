@@ -4,6 +4,7 @@
  * Anything else is a bug: printed as one line with a request to report it, exit code 70.
  */
 import { isMongoCapsuleError, UsageError } from './errors.ts';
+import { scrubText } from './uri-redaction.mjs';
 import type { CliIO, Command } from './cli/types.ts';
 import { cryptoCommands } from './cli/crypto-commands.ts';
 import { keysCommands } from './cli/keys-commands.ts';
@@ -34,8 +35,28 @@ function helpText(): string {
   ].join('\n');
 }
 
+/** A reader that went away (`mongo-capsule … | head -3`): stop at once, quietly, with the status of SIGPIPE. */
+function exitOnBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(141);
+    throw e;
+  });
+}
+
 function defaultIO(): CliIO {
+  exitOnBrokenPipe(process.stdout);
+  exitOnBrokenPipe(process.stderr);
   return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env };
+}
+
+/** Connection strings the user handed this run (their secrets must not come back in an error). */
+function knownUris(argv: readonly string[], env: NodeJS.ProcessEnv): string[] {
+  const uris = env.MONGODB_URI ? [env.MONGODB_URI] : [];
+  argv.forEach((a, i) => {
+    if (a === '--uri' && argv[i + 1] !== undefined) uris.push(argv[i + 1]!);
+    else if (a.startsWith('--uri=')) uris.push(a.slice('--uri='.length));
+  });
+  return uris;
 }
 
 /** Runs the CLI with `argv` (without `node` and the script path); resolves to the exit code. */
@@ -60,20 +81,26 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
     }
     return await command.run(rest, io);
   } catch (e) {
-    return reportError(e, io);
+    return reportError(e, io, knownUris(argv, io.env));
   }
 }
 
-export function reportError(e: unknown, io: Pick<CliIO, 'stderr' | 'env'>): number {
+/**
+ * Prints an error: message + hint (exit 1), or, for what is not a MongoCapsuleError, a request to report a bug
+ * (exit 70). Every line is scrubbed once more of the connection strings given (`uris`) and of any embedded one:
+ * the layers below already keep secrets out, this is the last line of defence.
+ */
+export function reportError(e: unknown, io: Pick<CliIO, 'stderr' | 'env'>, uris: readonly string[] = []): number {
+  const write = (text: string) => io.stderr.write(`${scrubText(text, uris)}\n`);
   if (isMongoCapsuleError(e)) {
-    io.stderr.write(`error: ${e.message}\n`);
-    if (e.hint) io.stderr.write(`hint: ${e.hint}\n`);
-    if (io.env.MONGO_CAPSULE_DEBUG === '1' && e.cause !== undefined) io.stderr.write(`cause: ${String(e.cause)}\n`);
+    write(`error: ${e.message}`);
+    if (e.hint) write(`hint: ${e.hint}`);
+    if (io.env.MONGO_CAPSULE_DEBUG === '1' && e.cause !== undefined) write(`cause: ${String(e.cause)}`);
     return 1;
   }
   const message = e instanceof Error ? e.message : String(e);
-  io.stderr.write(`error: unexpected failure: ${message.split('\n')[0]}\n`);
-  io.stderr.write('hint: this is a bug in mongo-capsule; rerun with MONGO_CAPSULE_DEBUG=1 and report it\n');
-  if (io.env.MONGO_CAPSULE_DEBUG === '1' && e instanceof Error && e.stack) io.stderr.write(`${e.stack}\n`);
+  write(`error: unexpected failure: ${message.split('\n')[0]}`);
+  write('hint: this is a bug in mongo-capsule; rerun with MONGO_CAPSULE_DEBUG=1 and report it');
+  if (io.env.MONGO_CAPSULE_DEBUG === '1' && e instanceof Error && e.stack) write(e.stack);
   return 70;
 }

@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'FILE_EXISTS'
   | 'FILE_NOT_FOUND'
   | 'USAGE'
+  | 'INPUT_TOO_LARGE'
   // mongo
   | 'MONGO_UNREACHABLE'
   | 'MONGO_AUTH'
@@ -405,5 +406,19 @@ export class RecoveryCombineError extends RecoveryError {
 export class RecoveryShareStaleError extends RecoveryError {
   constructor(message: string, options: RecoveryErrorOptions = {}) {
     super('RECOVERY_SHARE_STALE', message, options);
+  }
+}
+
+// ---- files: bounded inputs ----
+
+/** An input (file or stdin) is larger than anything of its kind can be: reading stopped at the limit. */
+export class InputTooLargeError extends MongoCapsuleError {
+  readonly limit: number;
+
+  constructor(what: string, source: string, limit: number) {
+    super('INPUT_TOO_LARGE', `${source} is too large to be ${what}: more than ${limit} bytes (the limit); reading stopped there`, {
+      hint: `check that ${source} is the right file (${what} is at most ${limit} bytes)`,
+    });
+    this.limit = limit;
   }
 }

@@ -3,6 +3,9 @@
  * end. Tests read it with `inject('mongoServer')` (see test/mongo/support/server.ts) and gate on its kind and
  * capabilities, printing why when they skip.
  */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startTestServer, type Capabilities, type ServerKind } from '../scripts/lib/test-server.mjs';
 
@@ -20,7 +23,30 @@ declare module 'vitest' {
   }
 }
 
+/**
+ * Every temporary directory of the run goes under one directory of its own (TMPDIR, inherited by the test workers
+ * and the processes they start): at the end, whatever a test left there (a throwaway secret identity, a capsule)
+ * is counted, named, and removed, and the run fails, so that a test that does not clean up is fixed rather than
+ * left to fill /tmp.
+ */
+function privateTmpdir(): () => void {
+  const outer = tmpdir();
+  const dir = mkdtempSync(join(outer, 'mongo-capsule-run-'));
+  process.env.TMPDIR = dir;
+  return () => {
+    process.env.TMPDIR = outer;
+    const left = readdirSync(dir).filter((n) => n.startsWith('mongo-capsule-') || n.startsWith('mc-'));
+    rmSync(dir, { recursive: true, force: true });
+    if (left.length > 0) {
+      // vitest reports an error thrown here but still exits 0: fail the run explicitly.
+      console.error(`[test-tmp] FAIL: ${left.length} temporary director${left.length === 1 ? 'y was' : 'ies were'} left behind by this run (now removed): ${left.join(', ')}`);
+      process.exitCode = 1;
+    }
+  };
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const checkTmp = privateTmpdir();
   let server;
   try {
     server = await startTestServer({ log: (msg) => console.log(`[test-server] ${msg}`) });
@@ -37,7 +63,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       reason,
       capabilities: { replicaSet: false, auth: false, keyfile: false, transactions: false, partialIndexes: false },
     });
-    return async () => {};
+    return async () => checkTmp();
   }
   console.log(`[test-server] ${server.kind === 'none' ? server.reason : `using ${server.description}`}`);
   if (server.kind === 'none' && process.env.MONGO_CAPSULE_TEST_SERVER_REQUIRED === '1') {
@@ -47,5 +73,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('mongoServer', { kind, uri, description, reason, capabilities });
   return async () => {
     await server.stop();
+    checkTmp();
   };
 }

@@ -47,7 +47,7 @@ export function e2ePlanLines({ stack, members, keep, filters, doctor = true, bas
     displayCommand(pulumiArgs.up(stack)),
     `${displayCommand(pulumiArgs.outputs(stack, true))}  (read in memory: connectionString, never printed)`,
     ...(doctor ? [`MONGODB_URI=<connectionString> mongo-capsule ${doctorArgs().join(' ')}  (the capsule pulumi seeded opens with the throwaway identity; a failure fails e2e)`] : []),
-    `MONGODB_URI=<connectionString> node ${suiteArgs(filters).join(' ')}  (its exit status is e2e's)`,
+    `MONGO_CAPSULE_TEST_URI=<connectionString> node ${suiteArgs(filters).join(' ')}  (its exit status is e2e's)`,
   ];
   const teardown = keep
     ? [`--keep: leave stack ${stack} up; remove it later with: npm run down -- --stack ${stack} --remove-stack`]

@@ -26,6 +26,7 @@ export interface TestServer {
 
 export const REPLICA_SET_NAME: string;
 export const ROOT_USERNAME: string;
+export const TEST_URI_ENV: string;
 export function defaultCacheDir(env?: NodeJS.ProcessEnv): string;
 export function redactUri(uri: string): string;
 export function probeCapabilities(uri: string): Promise<{ ferret: boolean; capabilities: Capabilities }>;

@@ -1,25 +1,31 @@
 // Starts (or finds) the real MongoDB wire-protocol server the integration tests run against, and cleans it up.
 //
 // Order of preference:
-//   1. MONGODB_URI: an existing server; nothing is started or stopped, its capabilities are probed;
+//   1. MONGO_CAPSULE_TEST_URI: an existing server; nothing is started or stopped, its capabilities are probed;
 //   2. MONGOD_BIN or `mongod` on PATH: a private keyfile-secured replica set `rs0` with a root user (full suite);
 //   3. FerretDB built by `npm run setup` (SQLite backend): no replica set, auth, transactions or partial indexes;
 //   4. none: integration tests skip, printing `reason`.
-// MONGO_CAPSULE_TEST_SERVER=mongod|ferretdb|none forces one kind (an explicit MONGODB_URI always wins).
+// MONGO_CAPSULE_TEST_SERVER=mongod|ferretdb|none forces one kind (an explicit MONGO_CAPSULE_TEST_URI always wins).
+//
+// MONGODB_URI is never used here, only reported as ignored: it is the variable users export for their own cluster
+// (the README says so), and the tests create, change and drop databases.
 //
 // Used by test/global-setup.ts, bench/mongo.ts and scripts/test-server.mjs.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { which } from 'zx';
 import { MongoClient } from 'mongodb';
+import { redactUri, scrubText } from '../../src/uri-redaction.mjs';
 
 export const REPLICA_SET_NAME = 'rs0';
+/** The connection string of an existing server to run the integration tests against. */
+export const TEST_URI_ENV = 'MONGO_CAPSULE_TEST_URI';
 export const ROOT_USERNAME = 'root';
 const FERRETDB_VERSION = 'v1.24.2';
 const START_TIMEOUT_MS = 60_000;
@@ -40,10 +46,7 @@ export function defaultCacheDir(env = process.env) {
   return env.MONGO_CAPSULE_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
 }
 
-/** Replaces the password (and user) of a connection string for printing. */
-export function redactUri(uri) {
-  return uri.replace(/^(mongodb(?:\+srv)?:\/\/)[^@/]*@/i, '$1<credentials>@');
-}
+export { redactUri };
 
 async function freePort() {
   const srv = createServer();
@@ -183,9 +186,21 @@ async function cleanUp(proc, dir) {
   await rm(dir, { recursive: true, force: true });
 }
 
-/** @returns {TestServer} a server this harness started in `dir`; `stop` cleans both up. */
+/**
+ * @returns {TestServer} a server this harness started in `dir`; `stop` cleans both up, and so does the end of this
+ * process if `stop` was never reached (a benchmark or script that failed half-way).
+ */
 function startedServer(kind, uri, description, capabilities, proc, dir) {
-  return { kind, uri, description, reason: '', capabilities, stop: () => cleanUp(proc, dir) };
+  const atExit = () => {
+    proc.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', atExit);
+  const stop = async () => {
+    process.off('exit', atExit);
+    await cleanUp(proc, dir);
+  };
+  return { kind, uri, description, reason: '', capabilities, stop };
 }
 
 async function startFerretdb(bin, log) {
@@ -232,15 +247,16 @@ async function findMongod(env) {
  */
 export async function startTestServer({ env = process.env, log } = {}) {
   const forced = env.MONGO_CAPSULE_TEST_SERVER;
-  if (env.MONGODB_URI) {
-    const uri = env.MONGODB_URI;
+  if (env.MONGODB_URI) log?.(`MONGODB_URI is set and ignored: the tests never run against it; to test an existing server, set ${TEST_URI_ENV}`);
+  if (env[TEST_URI_ENV]) {
+    const uri = env[TEST_URI_ENV];
     const { ferret, capabilities } = await probeCapabilities(uri).catch((e) => {
-      throw new Error(`MONGODB_URI (${redactUri(uri)}) is set but the server does not answer: ${e.message}`);
+      throw new Error(`${TEST_URI_ENV} (${redactUri(uri)}) is set but the server does not answer: ${scrubText(e.message, [uri])}`);
     });
     return {
       kind: 'external',
       uri,
-      description: `${ferret ? 'FerretDB' : 'MongoDB'} at ${redactUri(uri)} (from MONGODB_URI)`,
+      description: `${ferret ? 'FerretDB' : 'MongoDB'} at ${redactUri(uri)} (from ${TEST_URI_ENV})`,
       reason: '',
       capabilities,
       stop: async () => {},

@@ -1,6 +1,7 @@
 /** Strict option parsing for CLI commands: unknown or malformed options are usage errors, not surprises. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../errors.ts';
+import { redactUri } from '../uri-redaction.mjs';
 import type { CliIO } from './types.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -33,8 +34,14 @@ export function uriFrom(command: string, values: { uri?: string | undefined }, i
     throw new UsageError(`${command}: no connection string`, 'set MONGODB_URI (preferred) or pass --uri <mongodb://…>');
   }
   // Allowed (it is the user's choice), but never silently: argv is readable by every user of the machine.
-  if (values.uri !== undefined && /^mongodb(\+srv)?:\/\/[^@/]*:[^@/]*@/i.test(values.uri)) {
+  if (values.uri !== undefined && holdsSecret(values.uri)) {
     io.stderr.write(`warning: ${command}: the --uri holds a password, which other users of this machine can read in the process list; prefer MONGODB_URI\n`);
   }
   return uri;
+}
+
+/** A password in the user info (a ':' before the last '@'), or an option whose value is secret. */
+function holdsSecret(uri: string): boolean {
+  const authority = uri.replace(/^mongodb(\+srv)?:\/\//i, '');
+  return authority.slice(0, Math.max(0, authority.lastIndexOf('@'))).includes(':') || redactUri(uri).includes('=<redacted>');
 }

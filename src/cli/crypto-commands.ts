@@ -16,21 +16,41 @@ import {
   type PublicIdentity,
   type SecretIdentity,
 } from '../crypto/index.ts';
-import { InvalidKeyLengthError, UsageError } from '../errors.ts';
+import { InvalidKeyLengthError, isMongoCapsuleError, UsageError } from '../errors.ts';
+import { unlink } from 'node:fs/promises';
+import { readSecretFile } from '../keys/secret-source.ts';
 import { parseCommandArgs, required } from './args.ts';
-import { readInput, readTextFile, writeOutput } from './files.ts';
+import { checkCreatable, INPUT_LIMITS, readInput, readTextFile, refuseExisting, writeOutput } from './files.ts';
 import type { CliIO, Command } from './types.ts';
 
 const INIT_HINT = 'create one with `mongo-capsule init --pub-out <file>` or `mongo-capsule keygen`';
 
+/** A public identity file, decoded; a decoding error names the file. */
 export async function loadPublicIdentityFile(path: string): Promise<PublicIdentity> {
-  return decodePublicIdentity(await readTextFile(path, INIT_HINT));
+  const text = await readTextFile(path, INIT_HINT, INPUT_LIMITS.publicIdentity, 'a public identity file');
+  try {
+    return decodePublicIdentity(text);
+  } catch (e) {
+    throw namingFile(e, path);
+  }
 }
 
-export async function loadSecretIdentityFile(path: string, io: Pick<CliIO, 'stdin'>): Promise<SecretIdentity> {
-  const bytes = await readInput(path, io, INIT_HINT);
+/** The decoder's messages say what is wrong, not where: prefix the file (they never quote key material). */
+export function namingFile(e: unknown, path: string): unknown {
+  if (isMongoCapsuleError(e) && !e.message.includes(path)) e.message = `${path}: ${e.message}`;
+  return e;
+}
+
+/**
+ * A secret identity file (or stdin for `-`), under the same rule as the environment opt-in: not readable by
+ * others, at most INPUT_LIMITS.secretIdentity bytes.
+ */
+export async function loadSecretIdentityFile(path: string, io: Pick<CliIO, 'stdin'>, label = '--secret'): Promise<SecretIdentity> {
+  const bytes = path === '-' ? await readInput('-', io, INIT_HINT, INPUT_LIMITS.secretIdentity, 'a secret identity file') : await readSecretFile(path, label);
   try {
     return decodeSecretIdentity(bytes);
+  } catch (e) {
+    throw namingFile(e, path);
   } finally {
     bytes.fill(0);
   }
@@ -51,7 +71,7 @@ async function resolveSecret(command: string, values: { secret?: string; name?: 
   if (values.secret !== undefined && values.name !== undefined) {
     throw new UsageError(`${command}: give either --secret <file> or --name <identity>, not both`);
   }
-  if (values.secret !== undefined) return loadSecretIdentityFile(values.secret, io);
+  if (values.secret !== undefined) return loadSecretIdentityFile(values.secret, io, command === 'wrap' ? '--sign' : '--secret');
   if (keychainResolver === undefined) {
     throw new UsageError(`${command}: missing --secret <file>`, 'pass the secret identity file written by `mongo-capsule keygen`');
   }
@@ -81,11 +101,23 @@ secret keys in the OS keychain instead of a file.
     const secretOut = required('keygen', values, 'secret-out');
     if (pubOut === secretOut) throw new UsageError('keygen: --pub-out and --secret-out must be different files');
     if (pubOut === '-' || secretOut === '-') throw new UsageError('keygen: --pub-out and --secret-out must be files');
+    // Both targets are checked before anything is written: an existing file or a directory that refuses new
+    // files must not leave one of the two behind.
+    for (const target of [secretOut, pubOut]) {
+      await refuseExisting(target);
+      await checkCreatable(target);
+    }
     const id = generateIdentity(values.suite ?? DEFAULT_SUITE, { name: values.name ?? 'default' });
     try {
-      // The secret goes first: if it cannot be written, no orphan public file is left behind.
+      // The secret goes first: if it cannot be written, no orphan public file is left behind; if the public file
+      // then fails after all (a race), the secret file this run created is removed again.
       await writeOutput(secretOut, encodeSecretIdentity(id), io, { mode: 0o600, secret: true });
-      await writeOutput(pubOut, encodePublicIdentity(toPublicIdentity(id)), io);
+      try {
+        await writeOutput(pubOut, encodePublicIdentity(toPublicIdentity(id)), io);
+      } catch (e) {
+        await unlink(secretOut).catch(() => undefined);
+        throw e;
+      }
       io.stdout.write(`identity ${id.name}: suite ${id.suite}, kid ${id.kid}, signer kid ${id.signer.kid}\n`);
       io.stdout.write(`public: ${pubOut}\nsecret: ${secretOut} (mode 0600; keep it private)\n`);
       return 0;
@@ -124,7 +156,7 @@ const wrap: Command = {
     if (values.sign !== undefined || values['sign-name'] !== undefined) {
       signer = await resolveSecret('wrap', { secret: values.sign, name: values['sign-name'] }, io);
     }
-    const cmk = await readInput(input, io);
+    const cmk = await readInput(input, io, undefined, INPUT_LIMITS.keyFile, 'a CSFLE master key file');
     try {
       if (cmk.length !== CMK_LENGTH) {
         throw new InvalidKeyLengthError(`wrap: the input must be the ${CMK_LENGTH}-byte CSFLE local master key, got ${cmk.length} bytes`, {
@@ -168,7 +200,7 @@ const unwrap: Command = {
     const secret = await resolveSecret('unwrap', values, io);
     let cmk: Uint8Array | undefined;
     try {
-      const capsule = await readInput(input, io);
+      const capsule = await readInput(input, io, undefined, INPUT_LIMITS.capsule, 'a capsule');
       cmk = unwrapKey(capsule, secret, { signers, requireSignature: values['require-signature'] === true });
       await writeOutput(out, cmk, io, { mode: 0o600, secret: true });
       return 0;
@@ -188,7 +220,7 @@ Needs no key and reveals nothing secret; it does not verify the signature or ope
   async run(args, io) {
     const { positionals } = parseCommandArgs('inspect', args, {}, true);
     if (positionals.length !== 1) throw new UsageError('inspect: expected exactly one capsule file');
-    const bytes = await readInput(positionals[0]!, io);
+    const bytes = await readInput(positionals[0]!, io, undefined, INPUT_LIMITS.capsule, 'a capsule');
     io.stdout.write(`${JSON.stringify(describeCapsule(bytes), null, 2)}\n`);
     return 0;
   },

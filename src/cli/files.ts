@@ -2,34 +2,57 @@
  * File input and output for the CLI: reading `-` as stdin, and writing to stdout for `-` or atomically to a
  * file (src/files.ts: never half-written, never silently replaced).
  */
-import { readFile } from 'node:fs/promises';
-import { UsageError } from '../errors.ts';
-import { fileError, writeFileAtomic, type WriteOptions } from '../files.ts';
+import { lstat, stat } from 'node:fs/promises';
+import { FileExistsError, UsageError } from '../errors.ts';
+import { checkCreatable, fileError, INPUT_LIMITS, readFileBounded, readStreamBounded, readTextFileBounded, writeFileAtomic, type WriteOptions } from '../files.ts';
 import type { CliIO } from './types.ts';
 
-export { writeFileAtomic, type WriteOptions };
+export { checkCreatable, INPUT_LIMITS, writeFileAtomic, type WriteOptions };
 
-/** Read a file, or standard input for `-`. Missing files are a typed error naming the path. */
-export async function readInput(path: string, io: Pick<CliIO, 'stdin'>, hint?: string): Promise<Uint8Array> {
-  if (path === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array));
-    return new Uint8Array(Buffer.concat(chunks));
-  }
+/** An output path that exists (even as a dangling link) is refused before any work is done. */
+export async function refuseExisting(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (st === undefined) return;
+  if (st.isDirectory()) throw directoryOutput(path);
+  throw new FileExistsError(path);
+}
+
+function directoryOutput(path: string): UsageError {
+  return new UsageError(`${path} is a directory; an output must be the path of a file (for example ${path.replace(/\/+$/, '')}/default.capsule)`, 'give the full path of the file to write');
+}
+
+/**
+ * Read a file, or standard input for `-`, at most `limit` bytes (checked while reading). Missing files, directories
+ * and inputs over the limit are typed errors naming the path.
+ */
+export async function readInput(
+  path: string,
+  io: Pick<CliIO, 'stdin'>,
+  hint?: string,
+  limit: number = INPUT_LIMITS.capsule,
+  what = 'this input',
+): Promise<Uint8Array> {
+  if (path === '-') return readStreamBounded(io.stdin, limit, what);
+  return readFileBounded(path, limit, what, hint);
+}
+
+/** Read a text file of at most `limit` bytes (default: the size of a public identity file). */
+export async function readTextFile(path: string, hint?: string, limit: number = INPUT_LIMITS.publicIdentity, what = 'a public identity file'): Promise<string> {
+  if (path === '-') throw new UsageError(`${what} must be read from a file, not from standard input (-)`, 'give the path of the file');
+  return readTextFileBounded(path, limit, what, hint);
+}
+
+/** An existing file's text for a comparison (undefined when there is none), bounded like every read. */
+export async function readExistingText(path: string, limit: number, what: string): Promise<string | undefined> {
   try {
-    return new Uint8Array(await readFile(path));
+    return await readTextFileBounded(path, limit, what);
   } catch (e) {
-    throw fileError(e, path, hint);
+    if ((e as { code?: unknown }).code === 'FILE_NOT_FOUND' && !/permission denied/.test((e as Error).message)) return undefined;
+    throw e;
   }
 }
 
-export async function readTextFile(path: string, hint?: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (e) {
-    throw fileError(e, path, hint);
-  }
-}
+export { fileError };
 
 /** Write to a file (atomically) or to stdout for `-`. Secrets are never written to a terminal. */
 export async function writeOutput(
@@ -47,5 +70,6 @@ export async function writeOutput(
     await new Promise<void>((resolve, reject) => io.stdout.write(chunk, (err) => (err ? reject(err) : resolve())));
     return;
   }
+  if ((await stat(path).catch(() => undefined))?.isDirectory()) throw directoryOutput(path);
   await writeFileAtomic(path, data, options);
 }

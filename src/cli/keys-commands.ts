@@ -3,9 +3,7 @@
  * Importing this module also lets `unwrap --name` and `wrap --sign-name` read identities from the keychain
  * (or from the explicit environment opt-in; see src/keys/secret-source.ts).
  */
-import { readFile } from 'node:fs/promises';
 import {
-  decodePublicIdentity,
   DEFAULT_SUITE,
   encodePublicIdentity,
   type PublicIdentity,
@@ -21,8 +19,8 @@ import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/s
 import { assertNoPendingCmkRotation, CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
 import { parseCommandArgs, required, uriFrom } from './args.ts';
-import { setKeychainResolver } from './crypto-commands.ts';
-import { writeFileAtomic } from './files.ts';
+import { loadPublicIdentityFile, setKeychainResolver } from './crypto-commands.ts';
+import { checkCreatable, INPUT_LIMITS, readExistingText, readInput, writeFileAtomic } from './files.ts';
 import type { CliIO, Command } from './types.ts';
 
 /** Selects another keychain service than `mongo-capsule` (separate profiles; the tests use their own). */
@@ -58,7 +56,7 @@ function describeIdentity(pub: PublicIdentity): string {
 async function writePublicFile(path: string, pub: PublicIdentity, replace: boolean): Promise<void> {
   const text = encodePublicIdentity(pub);
   if (!replace) {
-    const existing = await readFile(path, 'utf8').catch(() => undefined);
+    const existing = await readExistingText(path, INPUT_LIMITS.publicIdentity, 'a public identity file');
     if (existing !== undefined) {
       if (existing === text) return;
       throw new FileExistsError(path);
@@ -69,8 +67,8 @@ async function writePublicFile(path: string, pub: PublicIdentity, replace: boole
 
 async function checkPublicTarget(path: string, replace: boolean, acceptable: PublicIdentity[]): Promise<void> {
   if (replace) return;
-  const existing = await readFile(path, 'utf8').catch(() => undefined);
-  if (existing === undefined) return;
+  const existing = await readExistingText(path, INPUT_LIMITS.publicIdentity, 'a public identity file');
+  if (existing === undefined) return checkCreatable(path);
   if (acceptable.some((p) => encodePublicIdentity(p) === existing)) return;
   throw new FileExistsError(path);
 }
@@ -182,7 +180,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   const manager = new KeyManager({ keychain: await keychainFor(io) });
   const before = await manager.status(name);
   if (!before.initialized && !before.rotationPending) throw new NotInitializedError(name);
-  const signers = await Promise.all((values.verify ?? []).map(async (p) => decodePublicIdentity(await readFile(p))));
+  const signers = await Promise.all((values.verify ?? []).map(loadPublicIdentityFile));
   // Fail before changing anything when the public file cannot be written afterwards.
   if (!values.replace && !before.rotationPending) await checkPublicTarget(pubOut, false, []);
   // Connect before the rotation starts: an unreachable cluster must stop it while nothing has changed.
@@ -224,7 +222,7 @@ async function migrate(args: string[], io: CliIO): Promise<number> {
   });
   const from = required('keys migrate', values, 'from');
   if (from === '-') throw new UsageError('keys migrate: --from must be a file (it is deleted afterwards)');
-  const publicKey = values.public === undefined ? undefined : new Uint8Array(await readFile(values.public));
+  const publicKey = values.public === undefined ? undefined : await readInput(values.public, io, undefined, INPUT_LIMITS.keyFile, 'a public key file');
   const result = await migrateLegacySecret(from, {
     keychain: await keychainFor(io),
     ...(values.name !== undefined ? { name: values.name } : {}),

@@ -2,7 +2,7 @@
  * CLI commands that talk to MongoDB: seed, rotate-cmk, doctor. The connection string comes from --uri or,
  * better (it keeps passwords off command lines and out of shell history), from the MONGODB_URI variable.
  */
-import { decodePublicIdentity, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KeyManager } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
@@ -26,7 +26,7 @@ import {
   DEFAULT_CAPSULE_NAMESPACE,
 } from '../mongo/index.ts';
 import { parseCommandArgs, uriFrom } from './args.ts';
-import { readTextFile } from './files.ts';
+import { loadPublicIdentityFile } from './crypto-commands.ts';
 import type { CliIO, Command } from './types.ts';
 
 const URI_HELP = `  --uri <uri>              connection string; default: the MONGODB_URI environment variable
@@ -93,7 +93,7 @@ ${URI_HELP}
     const capsuleName = alias('seed', values, 'capsule', 'name') ?? DEFAULT_CAPSULE_NAME;
     const uri = uriFrom('seed', values, io);
     if (values.pub === undefined) throw new UsageError('seed: missing required option --pub <file>', 'run `mongo-capsule seed --help` for usage');
-    const recipient = decodePublicIdentity(await readTextFile(values.pub));
+    const recipient = await loadPublicIdentityFile(values.pub);
     let signer: SecretIdentity | undefined;
     let km: KeyManager | undefined;
     const signName = alias('seed', values, 'identity', 'sign-name');
@@ -244,7 +244,7 @@ ${NAMESPACE_HELP}
     const trusted = new Map<string, string>();
     const signers: PublicIdentity[] = [];
     for (const file of values.trust ?? []) {
-      const signer = decodePublicIdentity(await readTextFile(file));
+      const signer = await loadPublicIdentityFile(file);
       signers.push(signer);
       trusted.set(signer.signer.kid, file);
     }

@@ -382,15 +382,19 @@ export function unwrapKey(
     for (const s of options.signers ?? []) trusted.push('signer' in s ? s.signer : s);
     verifySignature(parsed, trusted);
   } else if (options.requireSignature) {
-    throw new SignatureInvalidError('capsule is not signed, and a signature is required');
+    throw new SignatureInvalidError('capsule is not signed, and a signature is required', { hint: UNSIGNED_HINT });
   }
   return openParsedCapsule(parsed, secret.kemSecretKey);
 }
 
+/** An unsigned capsule proves nothing about who made it: say how to get a signed one, and what the opt-out is. */
+const UNSIGNED_HINT =
+  'have the capsule sealed with a signature (`mongo-capsule wrap --sign-name <identity>`, `seed --sign-name <identity>`) and trust that signer with `--trust <pub.json>`; accept an unsigned capsule only knowingly, with `--allow-unsigned`';
+
 /** Verify the signature of a capsule without opening it (no secret key needed). */
 export function verifyCapsule(bytes: Uint8Array, signers: ReadonlyArray<SignerPublic | PublicIdentity>): CapsuleHeader {
   const parsed = parseCapsule(bytes);
-  if (!parsed.header.signed) throw new SignatureInvalidError('capsule is not signed');
+  if (!parsed.header.signed) throw new SignatureInvalidError('capsule is not signed', { hint: UNSIGNED_HINT });
   verifySignature(parsed, signers.map((s) => ('signer' in s ? s.signer : s)));
   return parsed.header;
 }

@@ -9,11 +9,11 @@
  * user; a lock whose holder process is gone (a crash) is taken over.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { open, readFile, unlink } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { MongoCapsuleError } from '../errors.ts';
+import { InsecureFilePermissionsError, MongoCapsuleError } from '../errors.ts';
 import type { Keychain } from './keychain.ts';
 
 const held = new WeakMap<Keychain, Set<string>>();
@@ -24,12 +24,36 @@ function lockedError(name: string, by: string): MongoCapsuleError {
   });
 }
 
-/** Where cross-process lock files live: private to this user (0700), outside any project. */
+/**
+ * Where cross-process lock files live: private to this user (0700), outside any project. Without XDG_RUNTIME_DIR
+ * (a per-user directory the system creates) it is a directory in the shared temporary directory, where another
+ * user may have created it first to plant or remove lock files: a directory not owned by this user, or writable
+ * by others, is refused.
+ */
 function lockDirectory(): string {
-  const base = process.env.XDG_RUNTIME_DIR || join(tmpdir(), `mongo-capsule-${userInfo().uid}`);
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  const base = runtime || join(tmpdir(), `mongo-capsule-${userInfo().uid}`);
   const dir = join(base, 'mongo-capsule-locks');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  for (const d of runtime ? [dir] : [base, dir]) checkPrivate(d);
   return dir;
+}
+
+function checkPrivate(dir: string): void {
+  if (process.platform === 'win32') return;
+  const st = lstatSync(dir);
+  const uid = userInfo().uid;
+  const problem = !st.isDirectory()
+    ? 'is not a directory'
+    : st.uid !== uid
+      ? `belongs to uid ${st.uid}, not to this user (uid ${uid})`
+      : (st.mode & 0o022) !== 0
+        ? `is writable by other users (mode ${(st.mode & 0o777).toString(8)})`
+        : undefined;
+  if (problem === undefined) return;
+  throw new InsecureFilePermissionsError(`the lock directory ${dir} ${problem}: another user could hold or break the locks of your identities; nothing was done`, {
+    hint: `remove it if nobody you trust created it (\`rm -rf ${dir}\`), or set XDG_RUNTIME_DIR to a directory private to you`,
+  });
 }
 
 function alive(pid: number): boolean {

@@ -19,7 +19,7 @@
  * the file securely deleted (see secure-file.ts). A rerun after a crash finds the entry already there, checks
  * that it holds the same key, and finishes the deletion.
  */
-import { readFile } from 'node:fs/promises';
+import { INPUT_LIMITS, readFileBounded } from '../files.ts';
 import { ml_dsa87 } from '@noble/post-quantum/ml-dsa.js';
 import {
   checkIdentityName,
@@ -39,7 +39,6 @@ import {
 } from '../crypto/index.ts';
 import {
   AlreadyInitializedError,
-  FileNotFoundError,
   KeychainReadOnlyError,
   LegacyKeyUnsupportedError,
   MigrationVerifyError,
@@ -167,13 +166,7 @@ export async function migrateLegacySecret(path: string, options: MigrateOptions)
     });
   }
   if (!options.keepFile) await checkDeletable(path);
-  let data: Uint8Array;
-  try {
-    data = new Uint8Array(await readFile(path));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FileNotFoundError(path);
-    throw e;
-  }
+  const data = await readFileBounded(path, INPUT_LIMITS.keyFile, 'a key file');
   try {
     const kind = detectLegacyKind(data);
     if (kind === undefined) {
@@ -286,7 +279,7 @@ async function migrateRawCmk(path: string, data: Uint8Array, options: MigrateOpt
     parseCapsule(capsule);
     await writeFileAtomic(options.capsuleOut, capsule, { mode: 0o644 });
     // Open the capsule with what the keychain holds now, from the file just written.
-    opened = await manager.unwrap(new Uint8Array(await readFile(options.capsuleOut)), name);
+    opened = await manager.unwrap(await readFileBounded(options.capsuleOut, INPUT_LIMITS.capsule, 'a capsule'), name);
     if (!equalBytes(opened, cmk)) {
       throw new MigrationVerifyError(`the capsule written to ${options.capsuleOut} does not open to the key in ${path}; the key file was kept`);
     }

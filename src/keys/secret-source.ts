@@ -21,6 +21,7 @@ import {
   NotInitializedError,
   UsageError,
 } from '../errors.ts';
+import { fileError, INPUT_LIMITS, readHandleBounded } from '../files.ts';
 import { checkAccount, OsKeychain, type Keychain } from './keychain.ts';
 import { KeyManager, type UnwrapWithManagerOptions } from './manager.ts';
 
@@ -85,26 +86,29 @@ export class EnvironmentKeychain implements Keychain {
   }
 }
 
-/** Read a secret file given by path: regular file, not readable or writable by others (POSIX), at most 64 KiB. */
-async function readSecretFile(path: string): Promise<Uint8Array> {
+/**
+ * Read a secret identity file: a regular file, not readable or writable by others (POSIX), at most
+ * INPUT_LIMITS.secretIdentity bytes. One rule for every place a secret file is read (this opt-in, `unwrap
+ * --secret`, `wrap --sign`): group read is tolerated (Kubernetes secrets with fsGroup); anything for "other", or
+ * group write, is not. `label` says where the path came from ("--secret").
+ */
+export async function readSecretFile(path: string, label: string = SECRET_IDENTITY_FILE_ENV): Promise<Uint8Array> {
   let handle;
   try {
     handle = await open(path, constants.O_RDONLY);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FileNotFoundError(path, `${SECRET_IDENTITY_FILE_ENV} points at a file that does not exist`);
-    throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new FileNotFoundError(path, `${label} points at a file that does not exist`);
+    throw fileError(e, path);
   }
   try {
     const st = await handle.stat();
-    if (!st.isFile()) throw new InsecureFilePermissionsError(`${SECRET_IDENTITY_FILE_ENV}: ${path} is not a regular file`);
-    // Group read is tolerated (Kubernetes secrets with fsGroup); anything for "other", or group write, is not.
+    if (!st.isFile()) throw new InsecureFilePermissionsError(`${label}: ${path} is not a regular file`, { hint: 'give the path of the secret identity file itself' });
     if (process.platform !== 'win32' && (st.mode & 0o027) !== 0) {
-      throw new InsecureFilePermissionsError(`${SECRET_IDENTITY_FILE_ENV}: ${path} is accessible by other users (mode ${(st.mode & 0o777).toString(8)})`, {
+      throw new InsecureFilePermissionsError(`${label}: ${path} is accessible by other users (mode ${(st.mode & 0o777).toString(8)})`, {
         hint: `restrict it: \`chmod 600 ${path}\` (Kubernetes: defaultMode 0400; Docker secrets: mode 0400)`,
       });
     }
-    if (st.size > 65536) throw new UsageError(`${SECRET_IDENTITY_FILE_ENV}: ${path} is too large to be a secret identity`);
-    return new Uint8Array(await handle.readFile());
+    return await readHandleBounded(handle, INPUT_LIMITS.secretIdentity, 'a secret identity file', `${label}: ${path}`);
   } finally {
     await handle.close();
   }

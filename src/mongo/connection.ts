@@ -2,8 +2,10 @@
  * Connecting to MongoDB with bounded waits and typed errors.
  *
  * Every driver failure that leaves this layer is one of our typed errors, and no message or hint ever holds
- * a connection string with credentials: hosts are printed through `redactUri`, and driver messages for
- * unparseable URIs (which may echo the URI) are never passed on.
+ * a connection string with credentials: hosts are printed through `redactUri` (src/uri-redaction.mjs), driver
+ * messages for unparseable URIs (which may echo the URI) are never passed on, and every other driver error, the
+ * one kept as `cause` included, has its message and stack scrubbed of the URI's secrets and of any embedded
+ * connection string before it leaves.
  */
 import {
   MongoClient,
@@ -17,6 +19,7 @@ import {
   type MongoClientOptions,
 } from 'mongodb';
 import { CapsuleConflictError, InvalidArgumentError, MongoAuthError, MongoCapsuleError, MongoCommandError, MongoUnreachableError } from '../errors.ts';
+import { describeHosts, redactUri, scrubText, uriSecrets } from '../uri-redaction.mjs';
 
 /** How long to look for a server before failing (the driver's default is 30 s, too long for a CLI). */
 export const DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000;
@@ -28,27 +31,7 @@ export const DEFAULT_SOCKET_TIMEOUT_MS = 120_000;
 
 const SCHEME = /^(mongodb(?:\+srv)?:\/\/)/i;
 
-/** A connection string safe to print: user and password replaced, hosts and options kept. */
-export function redactUri(uri: string): string {
-  const m = SCHEME.exec(uri);
-  if (!m) return '<invalid connection string>';
-  const rest = uri.slice(m[0].length);
-  const slash = rest.indexOf('/');
-  const authority = slash === -1 ? rest : rest.slice(0, slash);
-  const at = authority.lastIndexOf('@');
-  if (at === -1) return uri;
-  return `${m[1]}<credentials>@${rest.slice(at + 1)}`;
-}
-
-/** The host list of a connection string, for messages ("127.0.0.1:27017,db2:27017"). */
-export function describeHosts(uri: string): string {
-  const redacted = redactUri(uri);
-  const m = SCHEME.exec(redacted);
-  if (!m) return redacted;
-  const rest = redacted.slice(m[0].length).replace(/^<credentials>@/, '');
-  const end = rest.search(/[/?]/);
-  return end === -1 ? rest : rest.slice(0, end);
-}
+export { describeHosts, redactUri, scrubText, uriSecrets };
 
 /**
  * Read and write settings for what must survive a failover (capsules, key-vault bookkeeping): read from the
@@ -111,19 +94,25 @@ function uriHasOption(uri: string, name: string): boolean {
 /** Maps any driver failure to a typed error whose message names the operation and never holds credentials. */
 export function mongoError(e: unknown, what: string, uri?: string): MongoCapsuleError {
   if (e instanceof MongoCapsuleError) return e;
+  const uris = uri === undefined ? [] : [uri];
+  scrubError(e, uris);
   const where = uri === undefined ? '' : ` (${describeHosts(uri)})`;
+  const line = (s: string) => firstLine(s, uris);
   if (e instanceof MongoServerSelectionError) {
-    return new MongoUnreachableError(`${what}: no MongoDB server answered${where}: ${firstLine(e.message)}`, { cause: e });
+    return new MongoUnreachableError(`${what}: no MongoDB server answered${where}: ${line(e.message)}`, { cause: e, ...networkHint(e.message) });
   }
   if (e instanceof MongoServerError) {
     if (e.code === 18 || e.codeName === 'AuthenticationFailed') {
       return new MongoAuthError(`${what}: authentication failed${where}`, { cause: e });
     }
     if (e.code === 13 || e.codeName === 'Unauthorized') {
-      return new MongoAuthError(`${what}: not authorized: ${firstLine(e.message)}`, { cause: e });
+      return new MongoAuthError(`${what}: not authorized: ${line(e.message)}`, { cause: e });
     }
-    return new MongoCommandError(`${what}: ${e.codeName ?? 'server error'} (code ${String(e.code)}): ${firstLine(e.message)}`, { cause: e });
+    return new MongoCommandError(`${what}: ${e.codeName ?? 'server error'} (code ${String(e.code)}): ${line(e.message)}`, { cause: e });
   }
+  const message = e instanceof Error ? e.message : String(e);
+  const network = networkHint(message);
+  if (network.hint !== undefined) return new MongoUnreachableError(`${what}: no MongoDB server answered${where}: ${line(message)}`, { cause: e, ...network });
   if (e instanceof MongoError) {
     // libmongocrypt names the KMS provider a data key is under when this client lacks it: after a CMK rotation,
     // the keys are under the next generation's provider, which a client opened before it does not hold.
@@ -134,21 +123,58 @@ export function mongoError(e: unknown, what: string, uri?: string): MongoCapsule
       });
     }
     if (/auth/i.test(e.name) || /authentication/i.test(e.message)) {
-      return new MongoAuthError(`${what}: authentication failed${where}: ${firstLine(e.message)}`, { cause: e });
+      return new MongoAuthError(`${what}: authentication failed${where}: ${line(e.message)}`, { cause: e });
     }
-    return new MongoCommandError(`${what}: ${firstLine(e.message)}`, { cause: e });
+    return new MongoCommandError(`${what}: ${line(e.message)}`, { cause: e });
   }
-  const message = e instanceof Error ? e.message : String(e);
-  return new MongoCommandError(`${what}: ${firstLine(message)}`, { cause: e });
+  return new MongoCommandError(`${what}: ${line(message)}`, { cause: e });
+}
+
+/** What to do about the network failures users meet most: nothing listening, and a name that does not resolve. */
+function networkHint(message: string): { hint?: string } {
+  if (/querySrv\s+(ENOTFOUND|ENODATA|ESERVFAIL|ECONNREFUSED|ETIMEOUT)/i.test(message)) {
+    return {
+      hint: 'the DNS SRV record of the mongodb+srv:// host was not found: check the cluster host name (copy it again from Atlas or your provider) and that this machine can resolve it (DNS, VPN, proxy)',
+    };
+  }
+  if (/\bECONNREFUSED\b/.test(message)) {
+    return { hint: 'nothing listens there: check the host, port and network of the connection string, or start the server (`npm run up` for a local one)' };
+  }
+  if (/\b(ENOTFOUND|EAI_AGAIN)\b/.test(message)) {
+    return { hint: 'the host name does not resolve: check the spelling of the host in the connection string and this machine\'s DNS' };
+  }
+  return {};
 }
 
 /** Removes credentials from any connection string embedded in free text (driver messages). */
-export function scrubCredentials(text: string): string {
-  return text.replace(/(mongodb(?:\+srv)?:\/\/)[^\s/@]*@/gi, '$1<credentials>@');
+export function scrubCredentials(text: string, uris: readonly string[] = []): string {
+  return scrubText(text, uris);
 }
 
-function firstLine(s: string): string {
-  return scrubCredentials(s.split('\n')[0] ?? '').slice(0, 300);
+/**
+ * Scrubs a driver error in place, and the errors it holds (`cause`, the server's `errmsg`), so that keeping it as
+ * the `cause` of a typed error (printed with MONGO_CAPSULE_DEBUG=1) never carries a secret along.
+ */
+export function scrubError(e: unknown, uris: readonly string[] = []): void {
+  const seen = new Set<unknown>();
+  let current: unknown = e;
+  for (let depth = 0; depth < 8 && current instanceof Error && !seen.has(current); depth++) {
+    seen.add(current);
+    const err = current as Error & { errmsg?: unknown; errorResponse?: { errmsg?: unknown } };
+    try {
+      err.message = scrubText(err.message, uris);
+      if (typeof err.stack === 'string') err.stack = scrubText(err.stack, uris);
+      if (typeof err.errmsg === 'string') err.errmsg = scrubText(err.errmsg, uris);
+      if (err.errorResponse && typeof err.errorResponse.errmsg === 'string') err.errorResponse.errmsg = scrubText(err.errorResponse.errmsg, uris);
+    } catch {
+      /* a read-only property: the typed error's own message is scrubbed regardless */
+    }
+    current = err.cause;
+  }
+}
+
+function firstLine(s: string, uris: readonly string[] = []): string {
+  return scrubText(s.split('\n')[0] ?? '', uris).slice(0, 300);
 }
 
 /** Splits "db.collection" (the collection part may contain dots). */

@@ -1,14 +1,15 @@
 /** What `npm run up` hands to pulumi: a file backend and a passphrase file, unless the user chose otherwise. */
-import { mkdtemp, readFile, stat, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ensurePassphraseFile, fileBackendUrl, pulumiEnvironment, selectStackArgs } from '../../infra/backend.ts';
 import { ConfigInvalidError } from '../../src/errors.ts';
 
 describe('pulumi environment', () => {
   it('defaults to a file backend under the project and a passphrase file generated once (mode 0600)', async () => {
     const root = await mkdtemp(join(tmpdir(), 'mongo-capsule-backend-'));
+    onTestFinished(() => rm(root, { recursive: true, force: true }));
     const first = await pulumiEnvironment(root, {});
     expect(first.env.PULUMI_BACKEND_URL).toBe(`file://${root}/.pulumi-state`);
     expect(first.env.PULUMI_CONFIG_PASSPHRASE_FILE).toBe(join(root, '.pulumi-state', 'passphrase'));
@@ -27,6 +28,7 @@ describe('pulumi environment', () => {
 
   it('keeps what the user set: backend URL, passphrase or passphrase file', async () => {
     const root = await mkdtemp(join(tmpdir(), 'mongo-capsule-backend-'));
+    onTestFinished(() => rm(root, { recursive: true, force: true }));
     const r = await pulumiEnvironment(root, { PULUMI_BACKEND_URL: 'file://~', PULUMI_CONFIG_PASSPHRASE: '' });
     expect(r.env.PULUMI_BACKEND_URL).toBeUndefined();
     expect(r.env.PULUMI_CONFIG_PASSPHRASE_FILE).toBeUndefined();
@@ -37,6 +39,7 @@ describe('pulumi environment', () => {
 
   it('tightens an existing passphrase file and refuses an empty one', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mongo-capsule-backend-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, 'passphrase');
     await writeFile(file, 'kept');
     await chmod(file, 0o644);

@@ -1,8 +1,8 @@
 /** Stack configuration: defaults, validation messages that name the key, and the recipient file. */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { checkExternalUri, DEFAULTS, loadRecipient, parseStackConfig, unknownConfigKeys } from '../../infra/config.ts';
 import { encodeSecretIdentity, generateIdentity, wipeSecretIdentity } from '../../src/crypto/index.ts';
 import { ConfigInvalidError } from '../../src/errors.ts';
@@ -118,6 +118,7 @@ describe('loadRecipient', () => {
 
   it('refuses a secret identity file without printing any of it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mongo-capsule-cfg-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const id = generateIdentity('ml-kem-1024');
     const secretText = encodeSecretIdentity(id);
     wipeSecretIdentity(id);

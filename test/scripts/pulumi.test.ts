@@ -129,7 +129,7 @@ describe('e2e plan', () => {
       'pulumi up --stack e2e-t --yes --skip-preview --non-interactive',
       'pulumi stack output --stack e2e-t --json --non-interactive --show-secrets',
       'MONGODB_URI=<connectionString> mongo-capsule doctor --name e2e',
-      'MONGODB_URI=<connectionString> node scripts/test.mjs test/mongo',
+      'MONGO_CAPSULE_TEST_URI=<connectionString> node scripts/test.mjs test/mongo',
       'pulumi destroy --stack e2e-t',
       'pulumi refresh --stack e2e-t',
       'pulumi stack rm e2e-t',

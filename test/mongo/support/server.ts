@@ -22,7 +22,7 @@ export function describeWithReplicaSet(name: string, body: Body): void {
     server.capabilities.replicaSet && server.capabilities.auth,
     server.kind === 'none'
       ? server.reason
-      : `${name}: needs a real mongod replica set with auth (this run uses ${server.description}); set MONGOD_BIN or MONGODB_URI`,
+      : `${name}: needs a real mongod replica set with auth (this run uses ${server.description}); set MONGOD_BIN or MONGO_CAPSULE_TEST_URI`,
   )(name, body);
 }
 

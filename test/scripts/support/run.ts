@@ -4,7 +4,7 @@
  * they never replace the prerequisite checks' real probes, which the fail-fast tests exercise on this machine.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,6 +138,11 @@ export interface FakeTools {
 
 export function fakeTools(): FakeTools {
   const dir = mkdtempSync(join(tmpdir(), 'mongo-capsule-fake-tools-'));
+  // The scripts' own temporary directories (e2e keeps its throwaway identity when a teardown fails, on purpose)
+  // go inside this one, which goes when the test worker ends.
+  const scriptTmp = join(dir, 'tmp');
+  mkdirSync(scriptTmp);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const binDir = join(dir, 'bin');
   const log = join(dir, 'calls.jsonl');
   const passphrase = join(dir, 'passphrase');
@@ -157,6 +162,7 @@ export function fakeTools(): FakeTools {
       const env: NodeJS.ProcessEnv = {
         ...process.env,
         PATH: `${binDir}:${process.env.PATH ?? ''}`,
+        TMPDIR: scriptTmp,
         PULUMI_BACKEND_URL: `file://${join(dir, 'state')}`,
         PULUMI_CONFIG_PASSPHRASE_FILE: passphrase,
         FAKE_LOG: log,
