@@ -90,6 +90,11 @@ else if (a === 'config' && b === 'get') {
 } else if (a === 'up') {
   out('Updating (' + args[args.indexOf('--stack') + 1] + ')');
   if (env.FAKE_UP === 'fail') { out('error: provisioning failed: fake failure'); process.exit(255); }
+  if (env.FAKE_UP === 'auth') {
+    out('error: provisioning failed: provision: authentication failed (root@admin on 127.0.0.1:27017)');
+    out('hint: check the user name, password and authSource of the connection string, and the roles of that user');
+    process.exit(255);
+  }
   if (env.FAKE_UP === 'hang') {
     process.stderr.write('fake pulumi up: waiting\\n');
     // Like pulumi: the first signal starts a graceful cancel that takes a moment; every signal is recorded, so
@@ -118,6 +123,10 @@ if (process.argv[2] === 'info' && process.env.FAKE_DOCKER === 'down') {
   process.exit(1);
 }
 if (process.argv[2] === 'info') { process.stdout.write('28.0.0\\n'); process.exit(0); }
+// The image pre-check of npm run up: every image is "local" here, so nothing is pulled.
+if (process.argv[2] === 'image' && process.argv[3] === 'inspect') { process.stdout.write('sha256:fake\\n'); process.exit(0); }
+// Member names by label (the health watcher): none, so the watcher has nothing to watch.
+if (process.argv[2] === 'ps' && process.argv.includes('--format')) process.exit(0);
 // Listing objects by label (the leftover check of npm run up): FAKE_DOCKER_LEFTOVERS=container,volume,… lists one of each.
 const listed = { ps: 'container', volume: 'volume', network: 'network' }[process.argv[2]];
 if (listed && process.argv.some((a) => /^-[a-z]*q$/.test(a))) {
