@@ -8,11 +8,11 @@ import { TEST_LABEL } from './engine.ts';
 
 export const docker = inject('docker');
 
-/** The environment for code under test: DOCKER_HOST of the test engine. */
+/** The environment for code under test: DOCKER_HOST of the test engine (unless `extra` says otherwise). */
 export function dockerEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env, ...extra };
+  const env = { ...process.env };
   if (docker.host) env.DOCKER_HOST = docker.host;
-  return env;
+  return { ...env, ...extra };
 }
 
 /** Tests that need a Docker engine. */
