@@ -35,7 +35,7 @@ export const MONGOD_HINTS = [
   },
   {
     id: 'keyfile-unreadable',
-    pattern: /(error opening file|Error reading file): \S+: (Permission denied|No such file or directory)/,
+    pattern: /(error opening file: |Error reading file )\S+: (Permission denied|No such file or directory)/,
     hint: `mongod (uid 999) cannot read the keyfile; ${KEYFILE_FIX}`,
   },
   {

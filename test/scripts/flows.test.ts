@@ -5,7 +5,7 @@
  * Pulumi CLI can show (containers, provisioning) is out of reach here by construction.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -163,6 +163,22 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     expect(r.stderr).toContain('error: provisioning failed: fake failure');
     expect(r.stderr).toMatch(/hint: rerun with --verbose/);
     expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('an old Docker provider plugin on PATH: refused before the stack is selected, with the exact fix', async () => {
+    const pluginDir = mkdtempSync(join(tmpdir(), 'mongo-capsule-old-plugin-'));
+    writeFileSync(join(pluginDir, 'pulumi-resource-docker'), '#!/bin/sh\n[ "$1" = "-version" ] && echo 4.5.1\n', { mode: 0o755 });
+    try {
+      const before = pulumiCalls(tools).length;
+      const r = await nodeScript('up', ['--pub', pub], { env: { ...env, PATH: `${pluginDir}:${env.PATH}` } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^missing: Pulumi Docker provider plugin: Pulumi would use .*pulumi-resource-docker from PATH, version 4\.5\.1; .*Invalid or unknown key/m);
+      expect(r.stderr).toMatch(/PULUMI_IGNORE_AMBIENT_PLUGINS=true/);
+      expect(r.stderr).toMatch(/up: nothing was created/);
+      expect(verbs(pulumiCalls(tools).slice(before))).not.toContain('stack select');
+    } finally {
+      rmSync(pluginDir, { recursive: true, force: true });
+    }
   });
 
   it('--verbose (or CI): pulumi\'s output streams, and no "rerun with --verbose" follows it', async () => {
