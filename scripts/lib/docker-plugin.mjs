@@ -66,7 +66,6 @@ export function pluginDirVersions(env = process.env) {
   }
 }
 
-const truthy = (v) => v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
 
 /**
  * The verdict, from what was found. `ambient`: a plugin binary on PATH ({ path, version? }); `installed`: the
@@ -113,7 +112,8 @@ export async function ambientPluginVersion(path, env = process.env) {
  * directory when the CLI cannot list). Run after the Pulumi CLI check passed.
  */
 export async function checkDockerPlugin({ env = process.env, root = ROOT } = {}) {
-  const ignoreAmbient = truthy(env.PULUMI_IGNORE_AMBIENT_PLUGINS);
+  // Pulumi skips PATH for any non-empty value (sdk/go/common/workspace/plugins.go, GetPluginPath).
+  const ignoreAmbient = (env.PULUMI_IGNORE_AMBIENT_PLUGINS ?? '') !== '';
   const found = await which(PLUGIN_BINARY, { nothrow: true, path: env.PATH });
   const ambient = found ? { path: found, version: await ambientPluginVersion(found, env) } : undefined;
   let installed;
