@@ -269,6 +269,8 @@ async function main() {
 
 /** destroy (with one refresh-and-retry for an interrupted update), then stack rm. Never throws. */
 async function teardown(stack, env, stream) {
+  // The doctor and suite steps are tracked outside `step`: their cancel is over once the teardown starts.
+  stopCancelProgress();
   // Detached: a Ctrl-C in the terminal goes to the foreground process group, and this must finish.
   const run = (args) => (o) => runPulumi(args, { env, stream: o.stream, detached: true });
   const again = async (title, args) => {

@@ -142,7 +142,7 @@ async function main() {
     const pathConfig = values.name !== undefined || values.pub !== undefined ? [['publicKeyPath', shown(pubFile)]] : [];
     const backend = describeBackend();
     const steps = [
-      `check prerequisites: Node.js, OS keychain with identity "${name}", ${external ? '' : 'Docker engine, '}Pulumi CLI`,
+      `check prerequisites: Node.js, OS keychain with identity "${name}", ${external ? '' : 'Docker engine, '}Pulumi CLI${external ? '' : ', Docker provider plugin ≥ 5.2.0, the image (pulled now if absent)'}`,
       existsSync(pubFile) ? `use the public identity ${shown(pubFile)}` : `write the public identity ${shown(pubFile)} from the keychain`,
       `state: ${backend.state}; secrets: ${backend.secrets}`,
       displayCommand(pulumiArgs.select(stack)),
@@ -220,7 +220,7 @@ async function main() {
     const plugin = await checkDockerPlugin({ env: { ...process.env, ...env } });
     if (plugin.warning) log(plugin.warning);
     const image = (await stackConfig(stack, 'image')) ?? DEFAULTS.image;
-    const imageCheck = plugin.ok ? await withSpinner(`checking the image ${image} (pulled now if it is not on this machine)…`, () => checkImage(image)) : undefined;
+    const imageCheck = plugin.ok ? await withSpinner(`checking the image ${image} (pulled now if it is not on this machine)…`, () => checkImage(image, { stack })) : undefined;
     const failed = [plugin, ...(imageCheck && !imageCheck.ok ? [{ name: `image ${image}`, ...imageCheck }] : [])].filter((c) => !c.ok);
     if (failed.length > 0) {
       for (const c of failed) log(`missing: ${c.name}: ${c.detail}; fix: ${c.fix}`);

@@ -38,7 +38,7 @@ export function watchMembers(
 export function failureReport(failure: MemberFailure): string[];
 export function checkImage(
   image: string,
-  options?: DockerOptions & { pull?: boolean; pullTimeoutMs?: number },
+  options?: DockerOptions & { pull?: boolean; pullTimeoutMs?: number; stack?: string },
 ): Promise<{ ok: boolean; local: boolean; pulled?: boolean; detail: string; fix: string }>;
 export function describeObjects(found: { containers: string[]; volumes: string[]; networks: string[] } | undefined): string;
 export function isAuthFailure(text: string): boolean;

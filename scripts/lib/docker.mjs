@@ -210,7 +210,7 @@ export function failureReport({ container, reason, log, diagnosis }) {
  * pulled now. A failed pull says so plainly, with how to use a local image instead.
  * @returns {Promise<{ ok: boolean, local: boolean, pulled?: boolean, detail: string, fix: string }>}
  */
-export async function checkImage(image, { env = process.env, pull = true, pullTimeoutMs = PULL_TIMEOUT_MS } = {}) {
+export async function checkImage(image, { env = process.env, pull = true, pullTimeoutMs = PULL_TIMEOUT_MS, stack = '<stack>' } = {}) {
   const inspect = await probe('docker', ['image', 'inspect', '--format', '{{.Id}}', image], { env });
   if (inspect.found && inspect.exitCode === 0) return { ok: true, local: true, detail: `image ${image} is present locally`, fix: '' };
   if (!pull) return { ok: false, local: false, detail: `image ${image} is not present locally`, fix: '' };
@@ -221,7 +221,7 @@ export async function checkImage(image, { env = process.env, pull = true, pullTi
     ok: false,
     local: false,
     detail: `the image ${image} is not on this machine and cannot be pulled (offline, a private registry without \`docker login\`, or a mistyped name): ${why}`,
-    fix: `pull it once where the registry is reachable (or \`docker login <registry>\`), or use an image this engine already has: \`docker image ls\`, then \`pulumi config set mongo-capsule:image <name:tag> --stack <stack>\` (a local image is used as it is, never pulled)`,
+    fix: `pull it once where the registry is reachable (or \`docker login <registry>\`), or use an image this engine already has: \`docker image ls\`, then \`pulumi config set mongo-capsule:image <name:tag> --stack ${stack}\` (a local image is used as it is, never pulled)`,
   };
 }
 

@@ -6,7 +6,7 @@
  * of a lost stack's objects, and e2e's progress while a cancel and the teardown run.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
@@ -51,7 +51,7 @@ describeWithTestImage('the scripts against a real Docker engine (stand-in pulumi
     const secret = join(idDir, 'default.secret.json');
     const r = await run(process.execPath, ['bin/mongo-capsule', 'keygen', '--pub-out', pub, '--secret-out', secret]);
     expect(r.code, r.stderr).toBe(0);
-    env = tools.env({ ...(docker.host ? { DOCKER_HOST: docker.host } : {}), MONGO_CAPSULE_SECRET_IDENTITY_FILE: secret, FAKE_CONFIG_image: docker.image });
+    env = tools.env({ ...(docker.host ? { DOCKER_HOST: docker.host } : {}), MONGO_CAPSULE_SECRET_IDENTITY_FILE: secret, FAKE_CONFIG_image: docker.image, FAKE_TEST_RUN: docker.runId });
   });
   afterEach(() => {
     for (const s of stacks.splice(0)) for (const line of leftoverCleanup(s)) spawnSync('sh', ['-c', `${line} 2>/dev/null`], { env: dockerEnv() });
@@ -85,7 +85,7 @@ describeWithTestImage('the scripts against a real Docker engine (stand-in pulumi
     const r = await nodeScript('up', ['--pub', pub, '--stack', s], { env: { ...env, FAKE_CONFIG_image: '127.0.0.1:9/mongo-capsule-test/absent:1' } });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^missing: image 127\.0\.0\.1:9\/mongo-capsule-test\/absent:1: the image .* is not on this machine and cannot be pulled/m);
-    expect(r.stderr).toContain('mongo-capsule:image');
+    expect(r.stderr).toContain(`pulumi config set mongo-capsule:image <name:tag> --stack ${s}`);
     expect(r.stderr).toMatch(/up: nothing was created/);
     const verbs = pulumiVerbs(before);
     expect(verbs).not.toContain('stack select');
@@ -133,8 +133,10 @@ describeWithTestImage('the scripts against a real Docker engine (stand-in pulumi
     // The stack's member, as pulumi would have created it by the time of the signal.
     dockerRun(['run', '-d', '--name', `mongo-capsule-${s}-0`, ...labels(s), docker.image]);
     let child: import('node:child_process').ChildProcess | undefined;
+    // A temporary directory of its own: e2e's throwaway identity must not show up in another test file's /tmp checks.
+    const tmp = mkdtempSync(join(tmpdir(), 'mongo-capsule-docker-e2e-tmp-'));
     const running = nodeScript('e2e', ['--stack', s], {
-      env: { ...env, FAKE_UP: 'hang', FAKE_CANCEL_MS: '2500', FAKE_DESTROY_MS: '2500', MONGO_CAPSULE_PROGRESS_INTERVAL_MS: '700' },
+      env: { ...env, TMPDIR: tmp, FAKE_UP: 'hang', FAKE_CANCEL_MS: '2500', FAKE_DESTROY_MS: '2500', MONGO_CAPSULE_PROGRESS_INTERVAL_MS: '700' },
       timeoutMs: 90_000,
       onSpawn: (c) => (child = c),
     });
@@ -146,6 +148,9 @@ describeWithTestImage('the scripts against a real Docker engine (stand-in pulumi
     await new Promise((r) => setTimeout(r, 300));
     child!.kill('SIGTERM');
     const r = await running;
+    // Torn down: the throwaway identity is gone with the stack.
+    expect(readdirSync(tmp).filter((n) => n.startsWith('mongo-capsule-e2e-'))).toEqual([]);
+    rmSync(tmp, { recursive: true, force: true });
     expect(r.code, r.stderr).toBe(143);
     expect(r.stderr).toMatch(/e2e: waiting for the running step to stop/);
     expect(r.stderr).toMatch(new RegExp(`e2e: cancel: still waiting after \\d+ s; in Docker: mongo-capsule-${s}-0 running`));

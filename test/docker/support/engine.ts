@@ -10,12 +10,16 @@
  * empty. It is a test image and says so in its name and label; it is never MongoDB.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const TEST_IMAGE = 'mongo-capsule-test/failing-mongod:busybox';
-/** Every object a Docker test creates carries this label, so the end of the run can prove none is left. */
+/**
+ * Every object a Docker test creates carries this label with the run's id, so the end of the run can prove none is
+ * left, without touching another run's objects on a shared engine (a nested `npm test`, another checkout).
+ */
 export const TEST_LABEL = 'mongo-capsule.test';
 
 export interface ProvidedDocker {
@@ -30,6 +34,8 @@ export interface ProvidedDocker {
   /** Whether this run started the engine itself. */
   started: boolean;
   version: string;
+  /** Value of TEST_LABEL on this run's objects. */
+  runId: string;
 }
 
 const START_TIMEOUT_MS = 30_000;
@@ -134,7 +140,7 @@ export interface DockerEngine {
 
 function unavailable(reason: string): DockerEngine {
   return {
-    provided: { available: false, reason, host: '', image: '', imageReason: reason, started: false, version: '' },
+    provided: { available: false, reason, host: '', image: '', imageReason: reason, started: false, version: '', runId: '' },
     stop: async () => [],
   };
 }
@@ -143,18 +149,21 @@ export async function startDockerEngine(log: (msg: string) => void = () => {}): 
   if (process.env.MONGO_CAPSULE_TEST_DOCKER === '0') return unavailable('Docker tests disabled (MONGO_CAPSULE_TEST_DOCKER=0)');
   if (!onPath('docker')) return unavailable('no docker client on PATH (`npm run setup` installs docker.io as root on Debian)');
 
+  const runId = randomBytes(6).toString('hex');
   const existingHost = process.env.DOCKER_HOST ?? '';
   const existing = serverVersion(existingHost);
   if (existing) {
+    // Someone else's engine: the image may be in use by another run (a nested one); only remove what we added.
+    const hadImage = docker(['image', 'inspect', TEST_IMAGE], existingHost).status === 0;
     const work = mkdtempSync(join(tmpdir(), 'mc-docker-img-'));
-    const imageReason = importTestImage(existingHost, work);
+    const imageReason = hadImage ? '' : importTestImage(existingHost, work);
     rmSync(work, { recursive: true, force: true });
     log(`using the running engine ${existing}${existingHost ? ` at ${existingHost}` : ''}`);
     return {
-      provided: { available: true, reason: '', host: existingHost, image: imageReason ? '' : TEST_IMAGE, imageReason, started: false, version: existing },
+      provided: { available: true, reason: '', host: existingHost, image: imageReason ? '' : TEST_IMAGE, imageReason, started: false, version: existing, runId },
       stop: async () => {
-        const left = leftoverTestObjects(existingHost);
-        if (!imageReason) docker(['image', 'rm', '-f', TEST_IMAGE], existingHost);
+        const left = leftoverTestObjects(existingHost, runId);
+        if (!imageReason && !hadImage) docker(['image', 'rm', TEST_IMAGE], existingHost);
         return left;
       },
     };
@@ -191,7 +200,7 @@ export async function startDockerEngine(log: (msg: string) => void = () => {}): 
   const cleanup = async (): Promise<string[]> => {
     const left: string[] = [];
     if (exited === undefined && child.pid !== undefined) {
-      for (const c of leftoverTestObjects(host)) left.push(c);
+      for (const c of leftoverTestObjects(host, runId)) left.push(c);
       child.kill('SIGTERM');
       const deadline = Date.now() + STOP_TIMEOUT_MS;
       while (exited === undefined && Date.now() < deadline) await sleep(100);
@@ -234,15 +243,15 @@ export async function startDockerEngine(log: (msg: string) => void = () => {}): 
   const imageReason = importTestImage(host, dir);
   log(`started dockerd ${version} at ${host} in ${Date.now() - t0} ms${imageReason ? `; no test image: ${imageReason}` : `, test image ${TEST_IMAGE}`}`);
   return {
-    provided: { available: true, reason: '', host, image: imageReason ? '' : TEST_IMAGE, imageReason, started: true, version },
+    provided: { available: true, reason: '', host, image: imageReason ? '' : TEST_IMAGE, imageReason, started: true, version, runId },
     stop: cleanup,
   };
 }
 
 /** Objects a test made and did not remove (they carry TEST_LABEL): named, then removed. */
-function leftoverTestObjects(host: string): string[] {
+function leftoverTestObjects(host: string, runId: string): string[] {
   const left: string[] = [];
-  const filter = ['--filter', `label=${TEST_LABEL}`];
+  const filter = ['--filter', `label=${TEST_LABEL}=${runId}`];
   const kinds: Array<[string, string[], string[]]> = [
     ['container', ['ps', '-aq', ...filter], ['rm', '-f']],
     ['network', ['network', 'ls', '-q', ...filter], ['network', 'rm']],

@@ -32,5 +32,5 @@ export function testStack(prefix = 'dt'): string {
 
 /** The labels a test object carries: the stack's (what the code under test looks for) and the test run's. */
 export function labels(stack: string): string[] {
-  return ['--label', `mongo-capsule.stack=${stack}`, '--label', `${TEST_LABEL}=1`];
+  return ['--label', `mongo-capsule.stack=${stack}`, '--label', `${TEST_LABEL}=${docker.runId}`];
 }

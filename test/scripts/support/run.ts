@@ -99,7 +99,7 @@ else if (a === 'config' && b === 'get') {
   // FAIL_LINES=FAKE_MEMBER_LINES, named and labelled like the program's member 0, then wait like 'hang'.
   if (env.FAKE_UP === 'member') {
     const stack = args[args.indexOf('--stack') + 1];
-    require('node:child_process').execFileSync('docker', ['run', '-d', '--name', 'mongo-capsule-' + stack + '-0', '--label', 'mongo-capsule.stack=' + stack, '--label', 'mongo-capsule.test=1', '--restart', 'unless-stopped', '-e', 'FAIL_LINES=' + env.FAKE_MEMBER_LINES, env.FAKE_MEMBER_IMAGE], { stdio: 'ignore' });
+    require('node:child_process').execFileSync('docker', ['run', '-d', '--name', 'mongo-capsule-' + stack + '-0', '--label', 'mongo-capsule.stack=' + stack, '--label', 'mongo-capsule.test=' + env.FAKE_TEST_RUN, '--restart', 'unless-stopped', '-e', 'FAIL_LINES=' + env.FAKE_MEMBER_LINES, env.FAKE_MEMBER_IMAGE], { stdio: 'ignore' });
   }
   if (env.FAKE_UP === 'hang' || env.FAKE_UP === 'member') {
     process.stderr.write('fake pulumi up: waiting\\n');
