@@ -149,8 +149,9 @@ describeWithTestImage('the scripts against a real Docker engine (stand-in pulumi
     child!.kill('SIGTERM');
     const r = await running;
     // Torn down: the throwaway identity is gone with the stack.
-    expect(readdirSync(tmp).filter((n) => n.startsWith('mongo-capsule-e2e-'))).toEqual([]);
+    const identities = readdirSync(tmp).filter((n) => n.startsWith('mongo-capsule-e2e-'));
     rmSync(tmp, { recursive: true, force: true });
+    expect(identities).toEqual([]);
     expect(r.code, r.stderr).toBe(143);
     expect(r.stderr).toMatch(/e2e: waiting for the running step to stop/);
     expect(r.stderr).toMatch(new RegExp(`e2e: cancel: still waiting after \\d+ s; in Docker: mongo-capsule-${s}-0 running`));
