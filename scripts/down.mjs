@@ -2,7 +2,8 @@
 // `npm run down`: the undo of `npm run up`: destroys the stack's containers, network and volumes (its data too).
 import { existsSync } from 'node:fs';
 import { echo } from 'zx';
-import { checkPrerequisites, failureLines, ROOT } from './lib/prereqs.mjs';
+import { describeObjects } from './lib/docker.mjs';
+import { checkPrerequisites, dockerLeftovers, failureLines, leftoverCleanup, ROOT } from './lib/prereqs.mjs';
 import { withSpinner } from './lib/progress.mjs';
 import {
   checkStackName,
@@ -53,7 +54,9 @@ async function main() {
     return 0;
   }
 
-  const missing = failureLines(await dropDockerIfExternal(await checkPrerequisites(['node', 'docker', 'pulumi']), stack));
+  const checks = await dropDockerIfExternal(await checkPrerequisites(['node', 'docker', 'pulumi']), stack);
+  const missing = failureLines(checks);
+  const dockerOk = checks.some((c) => c.id === 'docker' && c.ok);
   if (missing.length > 0) {
     for (const line of missing) log(line);
     log(`down: ${missing.length} prerequisite(s) missing; nothing was changed`);
@@ -62,8 +65,7 @@ async function main() {
 
   const { stateDir } = describeBackend();
   if (stateDir !== undefined && !existsSync(stateDir)) {
-    log(`down: no local Pulumi state (${stateDir}): no stack to destroy; nothing to do`);
-    return 0;
+    return reportOrphans(stack, dockerOk, `no local Pulumi state (${stateDir}): no stack to destroy`);
   }
   const { env } = await pulumiEnvironment(ROOT);
   let exists;
@@ -74,8 +76,7 @@ async function main() {
     return 1;
   }
   if (!exists) {
-    log(`down: there is no stack ${stack} in ${describeBackend().state}; nothing to do`);
-    return 0;
+    return reportOrphans(stack, dockerOk, `there is no stack ${stack} in ${describeBackend().state}`);
   }
 
   for (const args of commands) {
@@ -98,6 +99,24 @@ async function main() {
   }
   log(values['remove-stack'] ? `stack ${stack} destroyed and removed` : `stack ${stack} destroyed (the stack itself is kept: --remove-stack removes it)`);
   return 0;
+}
+
+/**
+ * Without a stack in the state, pulumi cannot remove anything, but Docker may still hold objects of a stack of that
+ * name whose state was lost (they carry its label): say so, with the commands that remove them, and fail, since
+ * the machine is not clean. Nothing there: nothing to do.
+ */
+async function reportOrphans(stack, dockerOk, why) {
+  const left = dockerOk ? await dockerLeftovers(stack) : undefined;
+  const what = describeObjects(left);
+  if (!what) {
+    log(`down: ${why}; nothing to do`);
+    return 0;
+  }
+  log(`down: ${why}, but Docker still has ${what} of a stack ${stack} (label mongo-capsule.stack=${stack}) that no state knows; pulumi cannot remove them`);
+  log('hint: remove them by hand (the data in the volumes goes with them):');
+  for (const line of leftoverCleanup(stack, left)) log(`  ${line}`);
+  return 1;
 }
 
 process.exitCode = await runScript('down', USAGE, main);

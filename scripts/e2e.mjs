@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { $, echo } from 'zx';
 import { DEFAULT_SUITE, doctorArgs, E2E_IDENTITY, e2eConfig, e2ePlanLines, keygenArgs, suiteArgs } from './lib/e2e-plan.mjs';
-import { checkPrerequisites, CLI, failureLines, ROOT } from './lib/prereqs.mjs';
+import { describeMemberState, describeObjects, memberState, stackContainers } from './lib/docker.mjs';
+import { checkPrerequisites, CLI, dockerLeftovers, failureLines, ROOT } from './lib/prereqs.mjs';
 import { withSpinner } from './lib/progress.mjs';
 import { checkStackName, displayCommand, e2eStackName, failureTail, findFreePortRange, parseOutputs, pulumiArgs, pulumiEnvironment, runPulumi, stackExists } from './lib/pulumi.mjs';
 import { parseScriptArgs, runScript, ScriptUsageError } from './lib/script-args.mjs';
@@ -45,11 +46,49 @@ let current;
 // terminate at once and can leave pending creates behind), anything else the signal we got, to its whole tree.
 let cancel;
 let abandon = () => process.exit(1);
+// The stack being worked on, for the progress lines while a cancel or the teardown runs.
+let activeStack;
+/** How often to say what a long wait is waiting for (MONGO_CAPSULE_PROGRESS_INTERVAL_MS: shorter, for the tests). */
+const PROGRESS_EVERY_MS = Number(process.env.MONGO_CAPSULE_PROGRESS_INTERVAL_MS) || 10_000;
+
+/**
+ * Every PROGRESS_EVERY_MS while `what` runs: one line with the time waited and what of the stack is still in Docker
+ * (each member's state, the other objects), so that a cancel or a teardown that takes minutes is never silent.
+ * Returns the function that stops it.
+ */
+function progressWhile(what, stack = activeStack) {
+  const started = Date.now();
+  let busy = false;
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const seconds = Math.round((Date.now() - started) / 1000);
+      let detail = '';
+      if (stack) {
+        const members = await Promise.all((await stackContainers(stack)).map(async (c) => `${c} ${describeMemberState(await memberState(c))}`));
+        const left = describeObjects(await dockerLeftovers(stack));
+        detail = members.length > 0 || left ? `; in Docker: ${[...members, left ? `in all ${left}` : ''].filter(Boolean).join(', ')}` : '; nothing of the stack left in Docker';
+      }
+      log(`${what}: still waiting after ${seconds} s${detail}`);
+    } finally {
+      busy = false;
+    }
+  }, PROGRESS_EVERY_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+let stopCancelProgress = () => {};
 function onSignal(signal) {
   signals += 1;
   if (interrupted === undefined) {
     interrupted = signal;
     log(`${signal}: stopping, then tearing the stack down (signal twice more to abandon the teardown)`);
+    if (cancel) {
+      log('waiting for the running step to stop (pulumi lets the operations in flight finish: a member waits up to 180 s to become healthy)');
+      stopCancelProgress = progressWhile('cancel');
+    }
     cancel?.(signal);
   } else if (signals >= 3) {
     abandon(signal);
@@ -98,6 +137,8 @@ async function step(title, run, { stream, pulumi = false }) {
   } finally {
     current = undefined;
     cancel = undefined;
+    stopCancelProgress();
+    stopCancelProgress = () => {};
   }
 }
 
@@ -140,6 +181,7 @@ async function main() {
     return 1;
   }
   for (const note of notes) log(note);
+  activeStack = stack;
   const identityDir = await mkdtemp(join(tmpdir(), 'mongo-capsule-e2e-'));
   const pubFile = join(identityDir, `${E2E_IDENTITY}.pub.json`);
   // The provisioning step (run by pulumi) reads the throwaway identity from here instead of a keychain.
@@ -227,9 +269,12 @@ async function main() {
 
 /** destroy (with one refresh-and-retry for an interrupted update), then stack rm. Never throws. */
 async function teardown(stack, env, stream) {
+  // The doctor and suite steps are tracked outside `step`: their cancel is over once the teardown starts.
+  stopCancelProgress();
   // Detached: a Ctrl-C in the terminal goes to the foreground process group, and this must finish.
   const run = (args) => (o) => runPulumi(args, { env, stream: o.stream, detached: true });
   const again = async (title, args) => {
+    const stop = progressWhile(title, stack);
     try {
       if (stream) {
         log(`${title}…`);
@@ -242,6 +287,8 @@ async function teardown(stack, env, stream) {
       log(`${title} failed:`);
       process.stderr.write(`${stream ? `exit code ${e.exitCode}` : failureTail(e) || e.message}\n`);
       return false;
+    } finally {
+      stop();
     }
   };
   let destroyed = await again(`pulumi destroy (stack ${stack})`, pulumiArgs.destroy(stack));

@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // Order matters: system packages first, then what builds on them.
-const STEPS = ['system-packages', 'native', 'ferretdb', 'libmongocrypt'];
+const STEPS = ['system-packages', 'native', 'ferretdb', 'libmongocrypt', 'docker'];
 
 const args = new Set(process.argv.slice(2));
 if (args.has('--help')) {

@@ -4,6 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { $, echo } from 'zx';
 import { checkPrerequisites, CLI, dockerLeftovers, failureLines, identityMissing, leftoverCleanup, ROOT } from './lib/prereqs.mjs';
+import { checkImage, dockerAuthHint, failureReport, isAuthFailure, stackContainers, watchMembers } from './lib/docker.mjs';
+import { checkDockerPlugin } from './lib/docker-plugin.mjs';
 import { withSpinner } from './lib/progress.mjs';
 import {
   BACKEND_HELP,
@@ -20,8 +22,9 @@ import {
   runPulumi,
   stackConfig,
   stackExists,
+  stackMode,
 } from './lib/pulumi.mjs';
-import { checkExternalUri } from '../infra/config.ts';
+import { checkExternalUri, DEFAULTS } from '../infra/config.ts';
 import { integerOption, parseScriptArgs, runScript, ScriptUsageError, userPath } from './lib/script-args.mjs';
 
 const USAGE = `Usage: npm run up -- [options]
@@ -139,7 +142,7 @@ async function main() {
     const pathConfig = values.name !== undefined || values.pub !== undefined ? [['publicKeyPath', shown(pubFile)]] : [];
     const backend = describeBackend();
     const steps = [
-      `check prerequisites: Node.js, OS keychain with identity "${name}", ${external ? '' : 'Docker engine, '}Pulumi CLI`,
+      `check prerequisites: Node.js, OS keychain with identity "${name}", ${external ? '' : 'Docker engine, '}Pulumi CLI${external ? '' : ', Docker provider plugin ≥ 5.2.0, the image (pulled now if absent)'}`,
       existsSync(pubFile) ? `use the public identity ${shown(pubFile)}` : `write the public identity ${shown(pubFile)} from the keychain`,
       `state: ${backend.state}; secrets: ${backend.secrets}`,
       displayCommand(pulumiArgs.select(stack)),
@@ -203,12 +206,31 @@ async function main() {
       log(`up: stack ${stack} is new to ${describeBackend().state}, but Docker still has ${left.containers.length} container(s), ${left.volumes.length} volume(s) and ${left.networks.length} network(s) of a stack ${stack}`);
       log('up: its state is gone, so pulumi cannot manage them, and the new cluster would start on the old data with the old root password');
       log('hint: remove them (the data goes with them), then rerun `npm run up`:');
-      for (const line of leftoverCleanup(stack)) log(`  ${line}`);
+      for (const line of leftoverCleanup(stack, left)) log(`  ${line}`);
       return 1;
     }
   }
 
-  // 5. Stack, configuration, update.
+  // 5. What the Docker resources need, before anything is created: a provider plugin that knows container uploads
+  //    with owner/group, and the image (local, or pulled now: a failed pull is said plainly, not after the network
+  //    and volumes exist).
+  const externalStack = external || (!outputsOnly && dockerMode && (await stackMode(stack).catch(() => undefined)) === 'external');
+  const runsContainers = !outputsOnly && dockerMode && !externalStack;
+  if (runsContainers) {
+    const plugin = await checkDockerPlugin({ env: { ...process.env, ...env } });
+    if (plugin.warning) log(plugin.warning);
+    const image = (await stackConfig(stack, 'image')) ?? DEFAULTS.image;
+    const imageCheck = plugin.ok ? await withSpinner(`checking the image ${image} (pulled now if it is not on this machine)…`, () => checkImage(image, { stack })) : undefined;
+    const failed = [plugin, ...(imageCheck && !imageCheck.ok ? [{ name: `image ${image}`, ...imageCheck }] : [])].filter((c) => !c.ok);
+    if (failed.length > 0) {
+      for (const c of failed) log(`missing: ${c.name}: ${c.detail}; fix: ${c.fix}`);
+      log('up: nothing was created');
+      return 1;
+    }
+    if (imageCheck?.pulled) log(`pulled the image ${image}`);
+  }
+
+  // 6. Stack, configuration, update.
   // --outputs-only changes nothing: `stack select --create` would create a mistyped stack, and `stack output`
   // names its stack anyway.
   const steps = [
@@ -216,27 +238,36 @@ async function main() {
     ...config.map(([k, v]) => [`setting ${k}`, pulumiArgs.configSet(stack, k, v)]),
     ...secretConfig.map(([k, v]) => [`setting ${k} (secret)`, pulumiArgs.configSetSecret(stack, k), v]),
   ];
-  if (!outputsOnly) steps.push([`pulumi up (stack ${stack}): ${external ? 'capsule and data key in the existing cluster' : 'containers, replica set, root user, capsule, data key'}`, pulumiArgs.up(stack)]);
+  if (!outputsOnly) steps.push([`pulumi up (stack ${stack}): ${externalStack ? 'capsule and data key in the existing cluster' : 'containers, replica set, root user, capsule, data key'}`, pulumiArgs.up(stack)]);
   for (const [title, args, input] of steps) {
     const slow = args[0] === 'up';
     try {
-      if (slow && stream) {
-        log(`${title}…`);
-        await runPulumi(args, { env, stream: true });
-      } else if (slow) {
-        await withSpinner(`${title}…`, () => runPulumi(args, { env }));
+      if (slow) {
+        const failure = await updateWatched(title, args, { env, stream, stack, watch: runsContainers });
+        if (failure) {
+          log(`up: ${title} stopped:`);
+          for (const line of failureReport(failure)) log(line);
+          log(`up: the stack is left as far as it got; once the cause is fixed, \`npm run up\` resumes, or \`npm run down${stack === DEFAULT_STACK ? '' : ` -- --stack ${stack}`}\` removes it (containers, network, volumes)`);
+          return 1;
+        }
       } else {
         await runPulumi(args, { env, quiet: true, ...(input === undefined ? {} : { input }) });
       }
     } catch (e) {
       log(`up: ${title} failed:`);
-      log(stream && slow ? `pulumi exited with ${e.exitCode}` : failureTail(e) || e.message);
-      if (slow) log(`hint: rerun with --verbose for pulumi's full output; re-running \`npm run up\` resumes where it stopped`);
+      const tail = stream && slow ? '' : failureTail(e) || e.message;
+      // Docker mode made the connection string itself: the generic "check the connection string" does not apply.
+      const authInDocker = slow && runsContainers && (isAuthFailure(tail) || e.authFailed === true);
+      if (tail) log(authInDocker ? tail.split('\n').filter((l) => !/^\s*hint: .*connection string/.test(l)).join('\n') : tail);
+      else log(`pulumi exited with ${e.exitCode}`);
+      if (authInDocker) for (const line of dockerAuthHint(stack)) log(line);
+      if (slow && !stream) log(`hint: rerun with --verbose for pulumi's full output; re-running \`npm run up\` resumes where it stopped`);
+      else if (slow) log('hint: re-running `npm run up` resumes where it stopped');
       return 1;
     }
   }
 
-  // 6. Outputs.
+  // 7. Outputs.
   let outputs;
   try {
     outputs = parseOutputs((await runPulumi(pulumiArgs.outputs(stack, showSecrets), { env, quiet: true })).stdout);
@@ -251,6 +282,78 @@ async function main() {
     echo(formatOutputs(outputs, { stack, showSecrets }).join('\n'));
   }
   return 0;
+}
+
+/**
+ * `pulumi up`, with the members watched while it runs (docker mode): progress lines as they start, and as soon as
+ * one will not become healthy (it restarts, or its health check keeps failing) pulumi is cancelled gracefully (one
+ * SIGINT to its own process group, as e2e does) and the failure is returned: the container, why, its log tail and
+ * the hint. Pulumi runs detached so that a terminal's Ctrl-C reaches this script only, which passes one SIGINT on.
+ * Throws what runPulumi throws when pulumi fails by itself; `e.authFailed` marks an authentication failure seen in
+ * streamed output.
+ */
+async function updateWatched(title, args, { env, stream, stack, watch }) {
+  // Captured even when streamed (then passed on to stderr as it comes), so that the failure can be read.
+  const proc = runPulumi(args, { env, detached: true });
+  let sawAuthFailure = false;
+  if (stream) {
+    log(`${title}…`);
+    for (const out of [proc.stdout, proc.stderr]) {
+      out.on('data', (c) => {
+        sawAuthFailure ||= isAuthFailure(c);
+        process.stderr.write(c);
+      });
+    }
+  }
+  const cancel = () => {
+    try {
+      process.kill(-proc.pid, 'SIGINT');
+    } catch {
+      // already gone
+    }
+  };
+  let signals = 0;
+  const onSignal = (signal) => {
+    signals += 1;
+    if (signals === 1) {
+      log(`${signal}: cancelling pulumi (it finishes the operations in flight; once more to stop waiting)`);
+      cancel();
+    } else {
+      log(`${signal}: no longer waiting for pulumi; the stack may have pending operations: ${displayCommand(pulumiArgs.refresh(stack))}`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const stop = new AbortController();
+  const watcher = watch
+    ? watchMembers(() => stackContainers(stack), { signal: stop.signal, onProgress: (line) => log(`  ${line}`) })
+    : Promise.resolve(undefined);
+  const done = proc.then(
+    () => ({ ok: true }),
+    (error) => ({ ok: false, error }),
+  );
+  try {
+    const first = await (stream ? Promise.race([done, watcher.then((f) => f ?? done)]) : withSpinner(`${title}…`, () => Promise.race([done, watcher.then((f) => f ?? done)])));
+    if (first && 'container' in first) {
+      log(`up: ${first.container} will not become healthy; cancelling pulumi…`);
+      cancel();
+      const waited = Date.now();
+      const ticker = setInterval(() => log(`  waiting for pulumi to cancel (${Math.round((Date.now() - waited) / 1000)} s)`), 15_000);
+      await done;
+      clearInterval(ticker);
+      return first;
+    }
+    if (!first.ok) {
+      if (sawAuthFailure) first.error.authFailed = true;
+      throw first.error;
+    }
+    return undefined;
+  } finally {
+    stop.abort();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
 }
 
 process.exitCode = await runScript('up', USAGE, main);

@@ -49,4 +49,4 @@ export function checkPrerequisites(ids: CheckId[], options?: { name?: string; en
 export function failureLines(checks: Check[]): string[];
 export function identityMissing(name: string, how?: string): Check;
 export function dockerLeftovers(stack: string, options?: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string }): Promise<{ containers: string[]; volumes: string[]; networks: string[] } | undefined>;
-export function leftoverCleanup(stack: string): string[];
+export function leftoverCleanup(stack: string, found?: { containers: string[]; volumes: string[]; networks: string[] }): string[];

@@ -158,14 +158,19 @@ export async function dockerLeftovers(stack, options = {}) {
   return found;
 }
 
-/** The commands that remove what `dockerLeftovers` found (the data in the volumes goes with them). */
-export function leftoverCleanup(stack) {
+/**
+ * The commands that remove what `dockerLeftovers` found (the data in the volumes goes with them), containers first
+ * (they hold the network and the volumes). Given `found`, only the kinds that have objects: `docker rm` with no
+ * argument is an error.
+ */
+export function leftoverCleanup(stack, found) {
   const label = `label=mongo-capsule.stack=${stack}`;
-  return [
-    `docker rm -f $(docker ps -aq --filter ${label})`,
-    `docker network rm $(docker network ls -q --filter ${label})`,
-    `docker volume rm $(docker volume ls -q --filter ${label})`,
+  const all = [
+    ['containers', `docker rm -f $(docker ps -aq --filter ${label})`],
+    ['networks', `docker network rm $(docker network ls -q --filter ${label})`],
+    ['volumes', `docker volume rm $(docker volume ls -q --filter ${label})`],
   ];
+  return all.filter(([kind]) => found === undefined || (found[kind]?.length ?? 0) > 0).map(([, command]) => command);
 }
 
 export async function checkPulumi(options = {}) {

@@ -43,6 +43,10 @@ describe('program, docker mode, 1 member', () => {
   it('pulls the pinned image once and keeps it on destroy', () => {
     const image = one(registrations, TYPES.remoteImage);
     expect(image.inputs).toMatchObject({ name: 'mongo:6', keepLocally: true });
+    // A plain name, no pullTriggers and no forceRemove: the provider uses an image the engine already has as it is
+    // (only a missing one is pulled), so a local-only `mongo-capsule:image` works offline (npm run up checks it first).
+    expect(image.inputs.pullTriggers).toBeUndefined();
+    expect(image.inputs.forceRemove).toBeUndefined();
     expect(container().inputs.image).toMatch(/^sha256:/);
   });
 

@@ -5,7 +5,7 @@
  * Pulumi CLI can show (containers, provisioning) is out of reach here by construction.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -48,8 +48,9 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     const r = await nodeScript('up', ['--pub', pub], { env });
     expect(r.code, r.stderr).toBe(0);
     const calls = pulumiCalls(tools);
-    expect(verbs(calls)).toEqual(['version', 'stack ls', 'stack select', 'config set', 'up', 'stack output']);
-    expect(calls[3]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', 'mongo-capsule:publicKeyPath', '--', pub]);
+    // stack ls: the leftover check; config get mode, plugin ls, config get image: the Docker checks before anything is created.
+    expect(verbs(calls)).toEqual(['version', 'stack ls', 'config get', 'plugin', 'config get', 'stack select', 'config set', 'up', 'stack output']);
+    expect(calls[6]!.args).toEqual(['config', 'set', '--stack', 'dev', '--non-interactive', 'mongo-capsule:publicKeyPath', '--', pub]);
     for (const c of calls.slice(1)) {
       expect(c.passphraseFile).toBe(env.PULUMI_CONFIG_PASSPHRASE_FILE);
       expect(c.backend).toBe(env.PULUMI_BACKEND_URL);
@@ -149,7 +150,7 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     const r = await nodeScript('up', [], { env: { ...env, FAKE_CONFIG_publicKeyPath: pub } });
     expect(r.code, r.stderr).toBe(0);
     // No config set: the stack keeps its publicKeyPath; the keychain was asked for "default", the name in that file.
-    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'config get', 'stack ls', 'stack select', 'up', 'stack output']);
+    expect(verbs(pulumiCalls(tools).slice(before))).toEqual(['version', 'config get', 'stack ls', 'config get', 'plugin', 'config get', 'stack select', 'up', 'stack output']);
     const other = await nodeScript('up', [], { env: { ...env, FAKE_CONFIG_publicKeyPath: join(idDir, 'missing.pub.json') } });
     expect(other.code).toBe(0);
     expect(existsSync(join(idDir, 'missing.pub.json'))).toBe(true); // written from the (opt-in) keychain
@@ -162,6 +163,59 @@ describe('npm run up / down (stand-in pulumi and docker)', () => {
     expect(r.stderr).toContain('error: provisioning failed: fake failure');
     expect(r.stderr).toMatch(/hint: rerun with --verbose/);
     expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('an old Docker provider plugin on PATH: refused before the stack is selected, with the exact fix', async () => {
+    const pluginDir = mkdtempSync(join(tmpdir(), 'mongo-capsule-old-plugin-'));
+    writeFileSync(join(pluginDir, 'pulumi-resource-docker'), '#!/bin/sh\n[ "$1" = "-version" ] && echo 4.5.1\n', { mode: 0o755 });
+    try {
+      const before = pulumiCalls(tools).length;
+      const r = await nodeScript('up', ['--pub', pub], { env: { ...env, PATH: `${pluginDir}:${env.PATH}` } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^missing: Pulumi Docker provider plugin: Pulumi would use .*pulumi-resource-docker from PATH, version 4\.5\.1; .*Invalid or unknown key/m);
+      expect(r.stderr).toMatch(/PULUMI_IGNORE_AMBIENT_PLUGINS=true/);
+      expect(r.stderr).toMatch(/up: nothing was created/);
+      expect(verbs(pulumiCalls(tools).slice(before))).not.toContain('stack select');
+    } finally {
+      rmSync(pluginDir, { recursive: true, force: true });
+    }
+  });
+
+  it('--verbose (or CI): pulumi\'s output streams, and no "rerun with --verbose" follows it', async () => {
+    for (const extra of [{ args: ['--verbose'], env: {} }, { args: [], env: { CI: 'true' } }]) {
+      const r = await nodeScript('up', ['--pub', pub, ...extra.args], { env: { ...env, ...extra.env, FAKE_UP: 'fail' } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('error: provisioning failed: fake failure');
+      expect(r.stderr).not.toMatch(/rerun with --verbose/);
+      expect(r.stderr).toMatch(/hint: re-running `npm run up` resumes/);
+    }
+  });
+
+  it('an existing external stack run without --external: the step names the cluster, not containers, and no Docker check runs', async () => {
+    const before = pulumiCalls(tools).length;
+    const r = await nodeScript('up', ['--pub', pub], { env: { ...env, FAKE_CONFIG_mode: 'external' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/pulumi up \(stack dev\): capsule and data key in the existing cluster/);
+    expect(r.stderr).not.toMatch(/containers/);
+    expect(verbs(pulumiCalls(tools).slice(before))).not.toContain('plugin');
+  });
+
+  it('docker mode, authentication failure: the likely cause (an old volume) and how to reset, not the connection string', async () => {
+    for (const extra of [[], ['--verbose']]) {
+      const r = await nodeScript('up', ['--pub', pub, ...extra], { env: { ...env, FAKE_UP: 'auth' } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/authentication failed/);
+      expect(r.stderr).toMatch(/hint: .*old data volume/);
+      expect(r.stderr).toMatch(/hint: to start over .*`npm run down` \(it removes the stack's containers, network and volumes\), then `npm run up`/);
+      // The generic hint is dropped from the captured output (with --verbose pulumi already printed it).
+      if (extra.length === 0) expect(r.stderr).not.toMatch(/hint: check the user name, password and authSource of the connection string/);
+    }
+    // External mode: the connection string is the user's, so the generic hint stays and no volume is blamed.
+    const ext = await nodeScript('up', ['--pub', pub, '--external'], { env: { ...env, FAKE_UP: 'auth', MONGODB_URI: SECRET_URI } });
+    expect(ext.code).toBe(1);
+    expect(ext.stderr).toMatch(/hint: check the user name, password and authSource of the connection string/);
+    expect(ext.stderr).not.toMatch(/old data volume/);
+    expect(ext.stderr).not.toContain(SECRET);
   });
 
   it.skipIf(existsSync(join(ROOT, '.pulumi-state')))('down without any local state: nothing to do, and no state directory is created', async () => {

@@ -90,7 +90,18 @@ else if (a === 'config' && b === 'get') {
 } else if (a === 'up') {
   out('Updating (' + args[args.indexOf('--stack') + 1] + ')');
   if (env.FAKE_UP === 'fail') { out('error: provisioning failed: fake failure'); process.exit(255); }
-  if (env.FAKE_UP === 'hang') {
+  if (env.FAKE_UP === 'auth') {
+    out('error: provisioning failed: provision: authentication failed (root@admin on 127.0.0.1:27017)');
+    out('hint: check the user name, password and authSource of the connection string, and the roles of that user');
+    process.exit(255);
+  }
+  // A member that fails the way mongod does, created for real (the Docker tests): FAKE_MEMBER_IMAGE with
+  // FAIL_LINES=FAKE_MEMBER_LINES, named and labelled like the program's member 0, then wait like 'hang'.
+  if (env.FAKE_UP === 'member') {
+    const stack = args[args.indexOf('--stack') + 1];
+    require('node:child_process').execFileSync('docker', ['run', '-d', '--name', 'mongo-capsule-' + stack + '-0', '--label', 'mongo-capsule.stack=' + stack, '--label', 'mongo-capsule.test=' + env.FAKE_TEST_RUN, '--restart', 'unless-stopped', '-e', 'FAIL_LINES=' + env.FAKE_MEMBER_LINES, env.FAKE_MEMBER_IMAGE], { stdio: 'ignore' });
+  }
+  if (env.FAKE_UP === 'hang' || env.FAKE_UP === 'member') {
     process.stderr.write('fake pulumi up: waiting\\n');
     // Like pulumi: the first signal starts a graceful cancel that takes a moment; every signal is recorded, so
     // a test can tell one graceful cancel from a second, forcing signal.
@@ -100,7 +111,7 @@ else if (a === 'config' && b === 'get') {
       if (stopping) return;
       stopping = true;
       out('cancelled by ' + s);
-      setTimeout(() => process.exit(255), 400);
+      setTimeout(() => process.exit(255), Number(env.FAKE_CANCEL_MS ?? 400));
     };
     process.on('SIGINT', stop); process.on('SIGTERM', stop);
     setInterval(() => {}, 1000);
@@ -108,6 +119,7 @@ else if (a === 'config' && b === 'get') {
 } else if (a === 'destroy') {
   const marker = env.FAKE_LOG + '.destroyed-once';
   if (env.FAKE_DESTROY === 'fail-once' && !fs.existsSync(marker)) { fs.writeFileSync(marker, ''); out('error: pending operations'); process.exit(255); }
+  if (env.FAKE_DESTROY_MS) { setTimeout(() => out('Resources: 7 deleted'), Number(env.FAKE_DESTROY_MS)); return; }
   out('Resources: 7 deleted');
 }
 `;
@@ -118,6 +130,10 @@ if (process.argv[2] === 'info' && process.env.FAKE_DOCKER === 'down') {
   process.exit(1);
 }
 if (process.argv[2] === 'info') { process.stdout.write('28.0.0\\n'); process.exit(0); }
+// The image pre-check of npm run up: every image is "local" here, so nothing is pulled.
+if (process.argv[2] === 'image' && process.argv[3] === 'inspect') { process.stdout.write('sha256:fake\\n'); process.exit(0); }
+// Member names by label (the health watcher): none, so the watcher has nothing to watch.
+if (process.argv[2] === 'ps' && process.argv.includes('--format')) process.exit(0);
 // Listing objects by label (the leftover check of npm run up): FAKE_DOCKER_LEFTOVERS=container,volume,… lists one of each.
 const listed = { ps: 'container', volume: 'volume', network: 'network' }[process.argv[2]];
 if (listed && process.argv.some((a) => /^-[a-z]*q$/.test(a))) {
@@ -136,7 +152,8 @@ export interface FakeTools {
   calls(): Array<{ tool: string; args?: string[]; stdin?: string; cancelled?: string; stack?: string; backend?: string | null; passphraseFile?: string | null; identityFile?: string | null; identityFileExists?: boolean }>;
 }
 
-export function fakeTools(): FakeTools {
+/** Stand-ins on PATH; `docker: false` keeps the real docker client (the Docker tests, against the test engine). */
+export function fakeTools({ docker = true }: { docker?: boolean } = {}): FakeTools {
   const dir = mkdtempSync(join(tmpdir(), 'mongo-capsule-fake-tools-'));
   // The scripts' own temporary directories (e2e keeps its throwaway identity when a teardown fails, on purpose)
   // go inside this one, which goes when the test worker ends.
@@ -148,7 +165,7 @@ export function fakeTools(): FakeTools {
   const passphrase = join(dir, 'passphrase');
   writeFileSync(passphrase, 'not-a-real-passphrase', { mode: 0o600 });
   mkdirSync(binDir);
-  for (const [name, text] of [['pulumi', FAKE_PULUMI], ['docker', FAKE_DOCKER]] as const) {
+  for (const [name, text] of [['pulumi', FAKE_PULUMI], ...(docker ? [['docker', FAKE_DOCKER]] : [])] as const) {
     const file = join(binDir, name);
     writeFileSync(file, text);
     chmodSync(file, 0o755);
