@@ -95,8 +95,8 @@ for (const step of STEPS) {
     // The first line names what is missing and how to get it; the rest (build output) stays above the summary.
     if (detail.length > 0) console.warn(`  ${detail.join('\n  ').trim()}`);
     const disables = typeof mod.disables === 'string' ? mod.disables : 'an optional feature (the step declares no `disables`)';
-    skipped.push(`skipped ${step}: disables ${disables}; to get it: ${first}`);
-    console.warn(`  ${skipped.at(-1)}`);
+    skipped.push(`skipped ${step}. Disables: ${disables}. To get it: ${first}`);
+    console.warn('  skipped (optional; see the summary at the end)');
   }
 }
 
