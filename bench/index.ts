@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { formatResults, type BenchModule, type BenchResult } from './harness.ts';
 
-const MODULES = ['crypto', 'ntru', 'keys', 'mongo'];
+const MODULES = ['crypto', 'ntru', 'keys', 'mongo', 'startup'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const selected = wanted.length > 0 ? MODULES.filter((m) => wanted.includes(m)) : MODULES;
 

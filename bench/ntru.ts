@@ -27,6 +27,7 @@ async function loadOqs(factory: (typeof SETS)[number]['oqs']): Promise<OqsKem | 
     const oqs = await import('@openforge-sh/liboqs');
     return (await oqs[factory]()) as OqsKem;
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return 'not installed: `npm install --no-save @openforge-sh/liboqs@0.14.3`';
     return e instanceof Error ? e.message : String(e);
   }
 }

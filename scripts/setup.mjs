@@ -1,6 +1,13 @@
 #!/usr/bin/env node
 // Installs everything mongo-capsule and its test suite need, on a fresh machine, in one command.
 // Plain Node on purpose: it runs before node_modules exists. Each later step lives in scripts/setup/<step>.mjs.
+//
+// Required or optional is the step module's own declaration, so adding a step is one entry in STEPS:
+//   export const required = true;          the main job needs it: its failure fails setup (exit 1)
+//   export const disables = '<what>';      optional (the default): a failure is a skip, reported in one line
+//                                          as what was skipped, what that disables, and how to get it (the
+//                                          step's error message, which names the missing tool and its source)
+// A step that declares neither is optional, and its skip line says so. `--strict` makes every step required.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -13,10 +20,14 @@ const STEPS = ['system-packages', 'native', 'ferretdb', 'libmongocrypt', 'docker
 
 const args = new Set(process.argv.slice(2));
 if (args.has('--help')) {
-  console.log(`Usage: npm run setup [-- --only <step>] [--skip <step>]
+  console.log(`Usage: npm run setup [-- --only <step>] [--skip <step>] [--strict]
 
 Installs npm dependencies, then runs these steps (each is cached under the cache directory and is
 quick on a warm machine): ${STEPS.join(', ')}.
+A step that only tests or optional features need is skipped when its tools are missing (Go, Rust, root):
+setup then says what it skipped, what that disables and how to get it, and still exits 0. A step the
+library needs (npm dependencies, the CSFLE addon) fails setup. --strict fails on any step (CI that must
+run everything).
 
 Environment:
   MONGO_CAPSULE_CACHE   cache directory (default: $XDG_CACHE_HOME/mongo-capsule or ~/.cache/mongo-capsule)
@@ -49,7 +60,9 @@ function run(cmd, argv, opts = {}) {
   }
 }
 
+const strict = args.has('--strict');
 const failures = [];
+const skipped = [];
 const started = Date.now();
 
 if (only.length === 0 || only.includes('npm')) {
@@ -66,19 +79,31 @@ for (const step of STEPS) {
   if (!existsSync(file)) continue;
   console.log(`• ${step}`);
   const t0 = Date.now();
+  const mod = await import(pathToFileURL(file).href);
+  const required = strict || mod.required === true;
   try {
-    const mod = await import(pathToFileURL(file).href);
     await mod.default(ctx);
     ctx.log(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   } catch (e) {
-    failures.push(step);
-    console.error(`  failed: ${e?.message ?? e}`);
+    const message = String(e?.message ?? e);
+    if (required) {
+      failures.push(step);
+      console.error(`  failed: ${message}`);
+      continue;
+    }
+    const [first, ...detail] = message.split('\n');
+    // The first line names what is missing and how to get it; the rest (build output) stays above the summary.
+    if (detail.length > 0) console.warn(`  ${detail.join('\n  ').trim()}`);
+    const disables = typeof mod.disables === 'string' ? mod.disables : 'an optional feature (the step declares no `disables`)';
+    skipped.push(`skipped ${step}. Disables: ${disables}. To get it: ${first}`);
+    console.warn('  skipped (optional; see the summary at the end)');
   }
 }
 
 console.log(`setup finished in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+for (const line of skipped) console.warn(`setup: ${line}`);
 if (failures.length > 0) {
   console.error(`setup: ${failures.length} step(s) failed: ${failures.join(', ')}`);
-  console.error('The tests that need them will be skipped with the reason printed. Fix the step above and rerun `npm run setup`.');
+  console.error('mongo-capsule itself needs these steps: fix what the step above reports and rerun `npm run setup`.');
   process.exit(1);
 }

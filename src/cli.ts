@@ -30,6 +30,10 @@ function helpText(): string {
     'Commands:',
     ...lines,
     '',
+    'Options:',
+    '  --help, -h     this text',
+    '  --version, -V  the version of mongo-capsule',
+    '',
     'Run `mongo-capsule <command> --help` for the options of one command.',
     '',
   ].join('\n');

@@ -4,7 +4,7 @@
  * `.ci/run` runs exactly the README's install and test commands, and every configuration key is listed.
  * What the commands do is tested where each one lives (test/scripts, test/keys, test/mongo, test/infra).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
@@ -19,7 +19,11 @@ const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 function commandLines(): string[] {
   const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].flatMap((m) => m[1]!.split('\n'));
   const inline = [...readme.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]!);
-  return [...blocks, ...inline].map((l) => l.replace(/\s+#.*$/, '').trim()).filter((l) => /^(npm |npx mongo-capsule |mongo-capsule )/.test(l));
+  return [...blocks, ...inline]
+    .map((l) => l.replace(/\s+#.*$/, '').trim())
+    .filter((l) => /^(npm |npx --no-install mongo-capsule |node_modules\/\.bin\/mongo-capsule |mongo-capsule )/.test(l))
+    // `…` stands for "any command" in prose, not for a command to check.
+    .filter((l) => !/^\S+( --no-install)? mongo-capsule …$/.test(l) && !/^node_modules\/\.bin\/mongo-capsule …$/.test(l));
 }
 
 const lines = commandLines();
@@ -64,13 +68,24 @@ describe('README.md', () => {
   }, 60_000);
 
   it('every `mongo-capsule` command exists and documents the options shown', async () => {
-    const cli = lines.filter((l) => !l.startsWith('npm ')).map((l) => l.replace(/^npx /, '').split(/\s+/).slice(1));
+    const cli = lines.filter((l) => !l.startsWith('npm ')).map((l) => l.replace(/^(npx --no-install |node_modules\/\.bin\/)/, '').split(/\s+/).slice(1));
     expect(cli.length).toBeGreaterThan(5);
     for (const [command, ...rest] of cli) {
       const usage = await cliUsage(command!);
       if (command === 'keys' && rest[0] !== undefined && !rest[0].startsWith('-')) expect(usage, `keys ${rest[0]}`).toMatch(new RegExp(`^  ${rest[0]} `, 'm'));
       for (const f of flagsOf(rest)) expect(usage, `mongo-capsule ${command} ${f}`).toContain(f);
     }
+  });
+
+  it('never shows a bare `npx mongo-capsule` to run (it could fetch a stranger\'s package): README and docs', () => {
+    for (const file of ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      // Lines inside fenced blocks: a fence line toggles, so prose between two blocks never counts as code.
+      let inside = false;
+      const blocks = text.split('\n').filter((l) => (l.startsWith('```') ? ((inside = !inside), false) : inside));
+      expect(blocks.filter((l) => /\bnpx\s+(?!--no-install\b)(-\S+\s+)*mongo-capsule\b/.test(l)), file).toEqual([]);
+    }
+    expect(readme).toMatch(/Security model[\s\S]*not ours yet[\s\S]*npx --no-install mongo-capsule/);
   });
 
   it('lists every stack configuration key, and its links lead to files that exist', () => {

@@ -10,6 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** Test-only (see scripts/setup.mjs): without it, what stops working. */
+export const disables = 'the integration tests against a local MongoDB wire-protocol server, unless MONGODB_URI or a mongod on PATH provides one';
+
 export const FERRETDB_MODULE = 'github.com/FerretDB/FerretDB';
 export const FERRETDB_VERSION = 'v1.24.2';
 

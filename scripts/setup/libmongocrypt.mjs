@@ -16,6 +16,9 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { arch, platform } from 'node:process';
 import { join } from 'node:path';
 
+/** Required (see scripts/setup.mjs): CSFLE, the encrypted client, is what mongo-capsule is for. */
+export const required = true;
+
 export const ADDON_PACKAGE = 'mongodb-client-encryption';
 export const ADDON_VERSION = '7.2.1';
 // Pinned so the cache key names exactly what is inside; its wheel embeds libmongocrypt 1.21.0.

@@ -14,6 +14,9 @@ import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { delimiter, join, relative } from 'node:path';
 
+/** Optional (see scripts/setup.mjs): without the addon, what stops working. */
+export const disables = 'the NTRU suites (ntru-hps-4096-821, ntru-hrss-701) and their tests; ML-KEM and X-Wing need no addon';
+
 /** One library per NTRU parameter set: the crate feature that selects it and the suite id it serves. */
 export const NATIVE_VARIANTS = [
   { suite: 'ntru-hps-4096-821', feature: 'hps4096821' },

@@ -10,6 +10,11 @@ import { existsSync } from 'node:fs';
 
 const PACKAGES = ['gnome-keyring', 'dbus', 'libsecret-tools'];
 
+/** Optional (see scripts/setup.mjs): without these packages, what stops working. */
+export const disables =
+  'the OS-keychain tests and bench rows (a private Secret Service per run), and on a headless Linux machine the OS keychain itself ' +
+  '(MONGO_CAPSULE_SECRET_IDENTITY_FILE is the opt-in there)';
+
 function isInstalled(pkg) {
   const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
   return r.status === 0 && r.stdout.trim() === 'install ok installed';
@@ -42,7 +47,7 @@ export default async function systemPackages(ctx) {
   }
   const command = `sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}'`;
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
-    throw new Error(`installing ${missing.join(', ')} needs root; run:\n    ${command}\n  then rerun \`npm run setup\``);
+    throw new Error(`installing ${missing.join(', ')} needs root: run \`${command}\`, then rerun \`npm run setup\``);
   }
   aptGet(['update'], ctx.log);
   aptGet(['install', '-y', '--no-install-recommends', ...missing], ctx.log);

@@ -80,8 +80,17 @@ export function getSuite(id: string): KemSuite {
   return suite;
 }
 
+/** Whether `id` is registered. A registered suite may still be unusable here: see `suiteAvailable`. */
 export function hasSuite(id: string): boolean {
   return registry.has(id);
+}
+
+/**
+ * Whether suite `id` is registered AND can run in this process (the NTRU suites need the native addon).
+ * Guard on this, not on `hasSuite`, before using a suite.
+ */
+export function suiteAvailable(id: string): boolean {
+  return registry.get(id)?.available() ?? false;
 }
 
 /** All registered suite ids, in registration order. */

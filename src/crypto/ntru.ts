@@ -24,7 +24,8 @@
  * - Wiping: the addon zeroizes its own copies of secret keys and shared secrets; the returned byte arrays
  *   are the caller's to wipe. ntrust-native does not wipe its internal temporaries.
  * - Availability: the suites are always registered. Without the built addon `available()` is false and
- *   every operation throws `NativeAddonMissingError` (build with `npm run build:native`). The addon is
+ *   every operation throws `NativeAddonMissingError`, whose hint says how to get it (`npm run build:native` in a
+ *   checkout; an installed package does not ship it). `suiteAvailable(id)` is the check to guard on. The addon is
  *   loaded on first use from `native/<suite>.node`, or from `$MONGO_CAPSULE_NATIVE_DIR` when set.
  */
 import { existsSync } from 'node:fs';
@@ -115,9 +116,25 @@ function load(params: NtruParams): LoadResult {
   return result;
 }
 
+/**
+ * How to get the addon from where this module runs: a checkout holds the crate (native/Cargo.toml) and the
+ * build script; an installed package ships neither, so the addon comes from a checkout of the same version.
+ */
+function addonHint(): string {
+  const env = process.env.MONGO_CAPSULE_NATIVE_DIR;
+  if (env !== undefined) return `MONGO_CAPSULE_NATIVE_DIR is ${env}: put the ntru-*.node files that \`npm run build:native\` builds there, or unset it`;
+  if (existsSync(fileURLToPath(new URL('../../native/Cargo.toml', import.meta.url)))) {
+    return 'run `npm run build:native` (needs Rust 1.88 or newer), then try again; ML-KEM and X-Wing need no addon';
+  }
+  return (
+    'the installed package does not ship it: in a checkout of mongo-capsule run `npm run build:native` (needs Rust 1.88 or newer) ' +
+    'and set MONGO_CAPSULE_NATIVE_DIR to its native/ directory; ML-KEM and X-Wing need no addon'
+  );
+}
+
 function requireAddon(params: NtruParams): NtruAddon {
   const r = load(params);
-  if ('error' in r) throw new NativeAddonMissingError(params.id, { cause: r.error });
+  if ('error' in r) throw new NativeAddonMissingError(params.id, { cause: r.error, hint: addonHint() });
   return r.addon;
 }
 

@@ -39,7 +39,8 @@ import {
 } from '../errors.ts';
 import type { CapsuleRepository } from './capsule-repository.ts';
 import { withIdentityLock } from './identity-lock.ts';
-import { equalBytes, OsKeychain, type Keychain } from './keychain.ts';
+import { equalBytes, type Keychain } from './keychain.ts';
+import { defaultKeychain } from './secret-source.ts';
 
 /** Milliseconds since the epoch; injectable so tests can move time. */
 export type Clock = () => number;
@@ -47,8 +48,14 @@ export type Clock = () => number;
 export const DEFAULT_CACHE_TTL_MS = 5 * 60_000;
 
 export interface KeyManagerOptions {
-  /** Where identities live (default: the OS keychain, service `mongo-capsule`). */
+  /**
+   * Where identities live. Default: the explicit opt-in MONGO_CAPSULE_SECRET_IDENTITY_FILE or
+   * MONGO_CAPSULE_SECRET_IDENTITY when one is set in `env` (read-only, with a warning, as in the CLI),
+   * else the OS keychain (service `mongo-capsule`).
+   */
   keychain?: Keychain;
+  /** Where the default keychain looks for the opt-in variables (default `process.env`); unused with `keychain`. */
+  env?: NodeJS.ProcessEnv;
   /** How long a decoded identity stays in memory after a keychain read; 0 disables the cache. Default 5 min. */
   cacheTtlMs?: number;
   /** Clock for cache expiry and for the creation time of re-sealed capsules (default `Date.now`). */
@@ -134,7 +141,7 @@ export class KeyManager {
   readonly #generation = new Map<string, number>();
 
   constructor(options: KeyManagerOptions = {}) {
-    this.keychain = options.keychain ?? new OsKeychain();
+    this.keychain = options.keychain ?? defaultKeychain(options.env);
     this.cacheTtlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
     // The upper bound is what a Node timer can represent (about 24.8 days); longer delays would fire at once.
     if (!Number.isInteger(this.cacheTtlMs) || this.cacheTtlMs < 0 || this.cacheTtlMs > 2 ** 31 - 1) {

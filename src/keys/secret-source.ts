@@ -196,3 +196,53 @@ export async function unwrapWithKeychain(
     manager.clearCache();
   }
 }
+
+/**
+ * The keychain of a `KeyManager` constructed without one: the environment opt-in when either variable is set in
+ * `env` (the same read-only identity, checks and warning as the CLI's `resolveKeychain`), else the OS keychain.
+ * The constructor is synchronous and the file is read on first use, so a broken opt-in is reported then, never
+ * replaced by the OS keychain.
+ */
+export function defaultKeychain(env: NodeJS.ProcessEnv = process.env): Keychain {
+  if (env[SECRET_IDENTITY_ENV] === undefined && env[SECRET_IDENTITY_FILE_ENV] === undefined) return new OsKeychain();
+  return new DeferredEnvironmentKeychain(env);
+}
+
+class DeferredEnvironmentKeychain implements Keychain {
+  readonly description: string;
+  readonly readOnly = true;
+  readonly #env: NodeJS.ProcessEnv;
+  #resolved: Promise<EnvironmentKeychain> | undefined;
+
+  constructor(env: NodeJS.ProcessEnv) {
+    this.#env = { [SECRET_IDENTITY_ENV]: env[SECRET_IDENTITY_ENV], [SECRET_IDENTITY_FILE_ENV]: env[SECRET_IDENTITY_FILE_ENV] };
+    const file = env[SECRET_IDENTITY_FILE_ENV];
+    const origin = file !== undefined ? `${SECRET_IDENTITY_FILE_ENV} (${file})` : `environment variable ${SECRET_IDENTITY_ENV}`;
+    this.description = `${origin} (explicit opt-in, read-only)`;
+  }
+
+  #keychain(): Promise<EnvironmentKeychain> {
+    // A failed read is not cached: fixing the file or variable and retrying works in the same process.
+    this.#resolved ??= environmentKeychain({ env: this.#env }).then((k) => k!).catch((e: unknown) => {
+      this.#resolved = undefined;
+      throw e;
+    });
+    return this.#resolved;
+  }
+
+  async retrieve(account: string): Promise<Uint8Array | undefined> {
+    return (await this.#keychain()).retrieve(account);
+  }
+
+  async exists(account: string): Promise<boolean> {
+    return (await this.#keychain()).exists(account);
+  }
+
+  async store(account: string, secret: Uint8Array): Promise<void> {
+    return (await this.#keychain()).store(account, secret);
+  }
+
+  async delete(account: string): Promise<boolean> {
+    return (await this.#keychain()).delete(account);
+  }
+}

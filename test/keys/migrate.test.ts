@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseCapsule } from '../../src/crypto/capsule.ts';
-import { hasSuite } from '../../src/crypto/kem.ts';
+import { suiteAvailable } from '../../src/crypto/kem.ts';
 import { encodePublicIdentity, encodeSecretIdentity, generateIdentity, toPublicIdentity } from '../../src/crypto/identity.ts';
 import { MemoryKeychain, type Keychain } from '../../src/keys/keychain.ts';
 import { KeyManager } from '../../src/keys/manager.ts';
@@ -166,7 +166,7 @@ describe('migrateLegacySecret: raw legacy key files', () => {
   });
 });
 
-describeIf(hasSuite('ntru-hps-4096-821'), 'raw NTRU migration: the ntru-hps-4096-821 suite is not registered (native addon not built: `npm run build:native`)')(
+describeIf(suiteAvailable('ntru-hps-4096-821'), 'raw NTRU migration: the ntru-hps-4096-821 suite is unusable here (native addon not built: `npm run build:native`)')(
   'migrateLegacySecret: raw NTRU-HPS-4096-821 key pair',
   () => {
     it('turns a raw secret key plus its raw public key into an identity (pair checked) and deletes the file', async () => {

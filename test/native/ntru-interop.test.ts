@@ -22,7 +22,9 @@ try {
   peers.set('ntru-hps-4096-821', (await oqs.createNTRUHps4096821()) as OqsKem);
   peers.set('ntru-hrss-701', (await oqs.createNTRUHrss701()) as OqsKem);
 } catch (e) {
-  oqsError = e instanceof Error ? e.message : String(e);
+  oqsError = (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND'
+    ? 'the on-demand oracle @openforge-sh/liboqs is not installed (it asks for Node >= 22, so it is no dependency); `npm install --no-save @openforge-sh/liboqs@0.14.3` enables this check'
+    : e instanceof Error ? e.message : String(e);
 }
 afterAll(() => {
   for (const peer of peers.values()) peer.destroy();

@@ -14,7 +14,7 @@ const emptyDir = mkdtempSync(join(tmpdir(), 'mongo-capsule-no-addon-'));
 writeFileSync(join(emptyDir, 'ntru-hrss-701.node'), 'not a shared library');
 const previous = process.env.MONGO_CAPSULE_NATIVE_DIR;
 process.env.MONGO_CAPSULE_NATIVE_DIR = emptyDir;
-const { getSuite, listSuiteIds } = await import('../../src/crypto/kem.ts');
+const { getSuite, hasSuite, listSuiteIds, suiteAvailable } = await import('../../src/crypto/kem.ts');
 const { ntruKatResponseFile } = await import('../../src/crypto/ntru.ts');
 await import('../../src/crypto/ml-kem.ts');
 
@@ -30,6 +30,9 @@ describe('NTRU suites without the native addon', () => {
       expect(listSuiteIds()).toContain(id);
       const suite = getSuite(id);
       expect(suite.available()).toBe(false);
+      // Registered is not usable: tests and callers guard on suiteAvailable.
+      expect(hasSuite(id)).toBe(true);
+      expect(suiteAvailable(id)).toBe(false);
       const { publicKey, secretKey, cipherText } = suite.lengths;
       const ops: Array<() => unknown> = [
         () => suite.keygen(),
@@ -55,6 +58,7 @@ describe('NTRU suites without the native addon', () => {
   }
 
   it('leaves the other suites working', () => {
+    for (const id of ['ml-kem-768', 'ml-kem-1024', 'x-wing']) expect(suiteAvailable(id), id).toBe(true);
     const kem = getSuite('ml-kem-1024');
     const { publicKey, secretKey } = kem.keygen();
     const { cipherText, sharedSecret } = kem.encapsulate(publicKey);

@@ -1,0 +1,67 @@
+/**
+ * scripts/setup.mjs on a machine that lacks the tools of some steps: an optional step that fails is a skip with
+ * one summary line (what, what it disables, how to get it) and exit 0; a required step that fails is exit 1.
+ * The real setup.mjs runs against stand-in step modules in a temporary copy, so no step installs anything.
+ */
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = mkdtempSync(join(tmpdir(), 'mongo-capsule-setup-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+mkdirSync(join(root, 'scripts', 'setup'), { recursive: true });
+copyFileSync(new URL('../../scripts/setup.mjs', import.meta.url), join(root, 'scripts', 'setup.mjs'));
+
+function step(name: string, body: string): void {
+  writeFileSync(join(root, 'scripts', 'setup', `${name}.mjs`), body);
+}
+
+function setup(...args: string[]) {
+  const only = ['system-packages', 'native', 'ferretdb', 'libmongocrypt'].flatMap((s) => ['--only', s]);
+  const r = spawnSync(process.execPath, [join(root, 'scripts', 'setup.mjs'), ...only, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, MONGO_CAPSULE_CACHE: join(root, 'cache') },
+  });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+describe('npm run setup: optional and required steps', () => {
+  it('skips failing optional steps with one line each and exits 0', () => {
+    step('system-packages', "export default async () => {};\n");
+    step('native', "export const disables = 'the NTRU suites';\nexport default async () => { throw new Error('cargo not found: install Rust with rustup'); };\n");
+    // A step that declares nothing is optional, and its line says so.
+    step('ferretdb', "export default async () => { throw new Error('go not found: install it from https://go.dev/dl/\\n    build output line'); };\n");
+    step('libmongocrypt', "export const required = true;\nexport default async () => {};\n");
+    const r = setup();
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toContain('setup: skipped native. Disables: the NTRU suites. To get it: cargo not found: install Rust with rustup\n');
+    expect(r.out).toContain('setup: skipped ferretdb. Disables: an optional feature (the step declares no `disables`). To get it: go not found: install it from https://go.dev/dl/\n');
+    expect(r.out).not.toMatch(/failed/);
+  });
+
+  it('fails when a required step fails, and with --strict when any step fails', () => {
+    step('libmongocrypt', "export const required = true;\nexport default async () => { throw new Error('cannot build mongodb-client-encryption; missing: python3'); };\n");
+    const r = setup();
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('failed: cannot build mongodb-client-encryption; missing: python3');
+    expect(r.out).toContain('setup: 1 step(s) failed: libmongocrypt');
+
+    step('libmongocrypt', "export const required = true;\nexport default async () => {};\n");
+    const strict = setup('--strict');
+    expect(strict.code).toBe(1);
+    expect(strict.out).toContain('setup: 2 step(s) failed: native, ferretdb');
+  });
+
+  it('the real steps declare their class: only the CSFLE addon is required, the others say what they disable', async () => {
+    const required: string[] = [];
+    for (const name of ['system-packages', 'native', 'ferretdb', 'libmongocrypt']) {
+      const url = new URL(`../../scripts/setup/${name}.mjs`, import.meta.url).href;
+      const mod = (await import(url)) as { required?: boolean; disables?: string };
+      if (mod.required === true) required.push(name);
+      else expect(mod.disables, name).toMatch(/\w+ \w+ \w+/);
+    }
+    expect(required).toEqual(['libmongocrypt']);
+  });
+});
