@@ -1,5 +1,6 @@
 import { createDecipheriv, createHash, hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { ml_dsa87 } from '@noble/post-quantum/ml-dsa.js';
 import { describe, expect, it } from 'vitest';
 import { generateIdentity, parseCapsule, unwrapKey } from '../../src/crypto/index.ts';
 import { buildVector, pattern, VECTOR_SPECS, type CapsuleVector } from '../support/capsule-vectors.ts';
@@ -48,6 +49,40 @@ describe('capsule v1 test vectors (docs/capsule-v1-vectors.json)', () => {
         expect(cmk.toString('hex')).toBe(stored.cmk);
       });
 
+      it('the signer public key is the ML-DSA-87 key of the FIPS 204 seed ξ, and a signature verifies under it alone', () => {
+        const signerPublicKey = Buffer.from(stored.signerPublicKey, 'hex');
+        expect(signerPublicKey.length).toBe(2592);
+        expect(createHash('sha256').update(signerPublicKey).digest('hex')).toBe(stored.signerPublicKeySha256);
+        // ML-DSA.KeyGen_internal(ξ), straight from the ML-DSA implementation, not through the project's identity code.
+        expect(Buffer.from(ml_dsa87.keygen(Buffer.from(stored.signerSeed, 'hex')).publicKey).toString('hex')).toBe(stored.signerPublicKey);
+        const capsule = Buffer.from(stored.capsule, 'hex');
+        const signerKid = createHash('sha256').update('mongo-capsule/kid/v1\0ml-dsa-87\0').update(signerPublicKey).digest().subarray(0, 16).toString('hex');
+        if (!stored.signed) {
+          expect(stored.signerKid).toBeNull();
+          expect(capsule[5]).toBe(0);
+          return;
+        }
+        expect(capsule[5]).toBe(1);
+        expect(stored.signerKid).toBe(signerKid);
+        // Layout: the signer kid follows the 8-byte creation time, which follows the name.
+        const nameAt = 7 + stored.suite.length + 16 + 1;
+        const signerKidAt = nameAt + stored.name.length + 8;
+        expect(capsule.subarray(signerKidAt, signerKidAt + 16).toString('hex')).toBe(signerKid);
+        const signature = capsule.subarray(capsule.length - 4627);
+        const signedPart = capsule.subarray(0, capsule.length - 4627);
+        const context = Buffer.from('mongo-capsule/v1');
+        expect(ml_dsa87.verify(signature, signedPart, signerPublicKey, { context })).toBe(true);
+        // Pure ML-DSA with the context string: the same signature does not verify without it.
+        expect(ml_dsa87.verify(signature, signedPart, signerPublicKey)).toBe(false);
+        // Deterministic signing (rnd = 32 zero bytes) is what makes the vector reproducible; a hedged signature of
+        // the same bytes differs and verifies all the same.
+        const secretKey = ml_dsa87.keygen(Buffer.from(stored.signerSeed, 'hex')).secretKey;
+        expect(Buffer.from(ml_dsa87.sign(signedPart, secretKey, { context, extraEntropy: false })).equals(signature)).toBe(true);
+        const hedged = ml_dsa87.sign(signedPart, secretKey, { context });
+        expect(Buffer.from(hedged).equals(signature)).toBe(false);
+        expect(ml_dsa87.verify(hedged, signedPart, signerPublicKey, { context })).toBe(true);
+      });
+
       it('the stored capsule opens to the stored key', () => {
         const id = generateIdentity(stored.suite, {
           kemSeed: Buffer.from(stored.kemSeed, 'hex'),
@@ -76,7 +111,7 @@ describe('docs/capsule-format.md', () => {
   });
 
   it('states the constants the code uses', () => {
-    for (const constant of ['mongo-capsule/v1', 'mongo-capsule/v1/cmk', 'mongo-capsule/kid/v1', '4d434150', '4627']) {
+    for (const constant of ['mongo-capsule/v1', 'mongo-capsule/v1/cmk', 'mongo-capsule/kid/v1', '4d434150', '4627', '2592', '5c2e2f2f5e5c', 'draft-connolly-cfrg-xwing-kem-08']) {
       expect(spec).toContain(constant);
     }
   });
