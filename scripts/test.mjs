@@ -7,7 +7,8 @@
 //   MONGO_CAPSULE_SKIP_TYPECHECK=1   skip `tsc --noEmit`
 //   MONGO_CAPSULE_TEST_KEYRING=0     do not start a D-Bus session / keyring (the OS keychain tests then skip)
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runInKeyringSession } from './lib/keyring-session.mjs';
@@ -32,5 +33,9 @@ if (process.env.MONGO_CAPSULE_SKIP_TYPECHECK !== '1') {
   }
 }
 
+// Per-user state (the capsule location record, for one) goes to a throwaway directory, never the user's own.
+const STATE = mkdtempSync(join(tmpdir(), 'mongo-capsule-test-state-'));
+process.env.MONGO_CAPSULE_STATE_DIR = STATE;
 const code = await runInKeyringSession([process.execPath, VITEST, 'run', ...process.argv.slice(2)], { cwd: ROOT, log: (m) => log(`vitest ${m}`) });
+rmSync(STATE, { recursive: true, force: true });
 process.exit(code);

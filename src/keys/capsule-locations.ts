@@ -42,11 +42,12 @@ interface LocationsFile {
   services: Record<string, Record<string, CapsuleLocation[]>>;
 }
 
-/** A stable identity of a location: two records of the same place compare equal. */
+/** A stable identity of a location: two records of the same place compare equal (host names as written). */
 export function locationId(location: CapsuleLocation): string {
   if (location.kind === 'directory') return `directory ${location.path}`;
   const where = location.srvHost !== undefined ? `srv ${location.srvHost}` : [...location.hosts].sort().join(',');
-  return `cluster ${where} ${location.replicaSet ?? ''} ${location.namespace}`;
+  // The replica set name is left out: one cluster reached with and without `?replicaSet=` is one place.
+  return `cluster ${where} ${location.namespace}`;
 }
 
 /** For messages: `capsule directory /x` or `cluster h1:27017,h2:27017 (replica set rs0), collection encryption.capsules`. */
