@@ -107,11 +107,13 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
   rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
-          [--replace] [--suite <id>] [--verify <pub file>]...
+          [--replace] [--suite <id>] [--verify <pub file>]... [--retire-unused]
           new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
           *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
           MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
-          an interrupted rotation is finished by running it again
+          an interrupted rotation is finished by running it again. The old key is retired only when a capsule
+          sealed for the new key was found and every location recorded for the identity was searched; otherwise
+          it is kept and the command exits 1 naming what is missing (--retire-unused: retire anyway)
   migrate --from <file> [--name <identity>] [--public <file>] [--capsule-out <file>] [--keep-file]
           move a file-based secret into the keychain, verify it, then securely delete the file:
           a secret identity file (keygen --secret-out); a raw NTRU secret key (needs --public: its raw public
