@@ -15,10 +15,10 @@ import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity } from '../../src/crypto/index.ts';
 import { CapsuleLocations } from '../../src/keys/capsule-locations.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
-import { CapsuleStore } from '../../src/mongo/index.ts';
+import { CapsuleStore, openEncryptedClient, provisionCluster } from '../../src/mongo/index.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
-import { connectTestClient, server, uniqueDbName } from './support/server.ts';
+import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-rotloc-${randomBytes(6).toString('hex')}`;
 const keychainReason = await osKeychainUnavailableReason(SERVICE);
@@ -152,5 +152,75 @@ describeIf(reason === '', reason)(`keys rotate keeps the old key without evidenc
     expect(forced.stdout).toMatch(new RegExp(`searched: capsule directory ${empty}`));
     expect(forced.stdout).toMatch(/retired by --retire-unused/);
     expect((await manager.status('spare')).rotationPending).toBe(false);
+  });
+});
+
+describeWithCsfle(`keys rotate: data encrypted before a refused rotation still decrypts (${server.description})`, () => {
+  const service = `mongo-capsule-test-rotloc-enc-${randomBytes(6).toString('hex')}`;
+  const db = uniqueDbName('rotlocenc');
+  const capsuleNamespace = `${db}.capsules`;
+  const keyVaultNamespace = `${db}.__keyVault`;
+  let dir: string;
+  let plain: MongoClient;
+  let km: KeyManager;
+
+  async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+    let err = '';
+    const stderr = new PassThrough();
+    stderr.on('data', (c) => (err += String(c)));
+    const io: CliIO = { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: service, MONGO_CAPSULE_STATE_DIR: join(dir, 'state'), ...env } };
+    return { code: await main(args, io), stderr: err };
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'mc-rotloc-enc-'));
+    plain = await connectTestClient();
+    // The default cache: provisioning borrows the signer identity from it while it signs.
+    km = new KeyManager({ keychain: new OsKeychain({ service }) });
+  });
+  afterAll(async () => {
+    km?.clearCache();
+    await run(['keys', 'delete', '--name', 'default', '--yes']);
+    await plain?.db(db).dropDatabase();
+    await plain?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to retire with an empty directory, and the document decrypts before and after the full rotation', async () => {
+    if (keychainReason !== undefined) {
+      console.warn(`skipped: needs the OS keychain: ${keychainReason}`);
+      return;
+    }
+    const pub = join(dir, 'default.pub.json');
+    expect((await run(['init', '--name', 'default', '--pub-out', pub])).code).toBe(0);
+    const unwrap = (c: Uint8Array) => km.unwrap(c, 'default');
+    const recipient = decodePublicIdentity(readFileSync(pub));
+    await provisionCluster({ uri: server.uri, capsuleName: 'loss2', recipient, signer: await km.getSecretIdentity('default'), unwrap, dataKeyAltNames: ['k'], capsuleNamespace, keyVaultNamespace });
+    km.clearCache();
+    const open = () => openEncryptedClient({ uri: server.uri, capsuleName: 'loss2', unwrap, capsuleNamespace, keyVaultNamespace });
+    const enc = await open();
+    try {
+      await enc.client.db(db).collection('d').insertOne({ v: await enc.encryptDeterministic('kept', 'k') });
+    } finally {
+      await enc.close();
+    }
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    expect((await run(['keys', 'rotate', '--capsules', join(dir, 'capsulez'), '--pub-out', pub, '--replace'])).code).toBe(1);
+    expect((await run(['keys', 'rotate', '--capsules', empty, '--pub-out', pub, '--replace'])).code).toBe(1);
+    const decrypted = async () => {
+      const again = await open();
+      try {
+        return (await again.client.db(db).collection('d').findOne({}))?.v;
+      } finally {
+        await again.close();
+      }
+    };
+    expect(await decrypted()).toBe('kept');
+    const done = await run(['keys', 'rotate', '--cluster', '--collection', capsuleNamespace, '--capsules', empty, '--pub-out', pub, '--replace'], { MONGODB_URI: server.uri });
+    expect(done.stderr).toBe('');
+    expect(done.code).toBe(0);
+    expect((await km.status('default')).rotationPending).toBe(false);
+    expect(await decrypted()).toBe('kept');
   });
 });
