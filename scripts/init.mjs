@@ -57,7 +57,13 @@ async function main() {
 
   if (identity.initialized || identity.rotationPending) {
     echo(`identity ${name} already exists in ${keychain}: suite ${identity.suite ?? '?'}, kid ${identity.kid ?? '?'}`);
-    if (identity.rotationPending) echo(`a rotation of ${name} is unfinished: finish it with \`npx mongo-capsule keys rotate --name ${name} --capsules <dir> --pub-out ${pubOut} --replace\``);
+    if (identity.rotationPending) {
+      echo(
+        `a rotation of ${name} is unfinished: finish it with \`MONGODB_URI=<uri> npx mongo-capsule keys rotate --name ${name} --cluster --capsules <dir> --pub-out ${pubOut} --replace\`, ` +
+          'naming every cluster (--cluster, with --collection if not the default) and every directory (--capsules) that holds its capsules; ' +
+          `\`npx mongo-capsule keys status --name ${name}\` lists the locations recorded on this machine`,
+      );
+    }
     if (!existsSync(pubOut)) {
       if (values['dry-run']) {
         echo(`would write its public identity to ${pubOut}`);
@@ -73,7 +79,10 @@ async function main() {
     } else {
       echo(`public identity: ${pubOut}`);
     }
-    echo(`nothing to do: the identity is kept as it is. New keys for it come from a rotation (every capsule is re-sealed, none is lost): \`npx mongo-capsule keys rotate --name ${name} --capsules <dir> --pub-out ${pubOut} --replace\``);
+    echo(
+      `nothing to do: the identity is kept as it is. New keys for it come from a rotation that names every cluster and directory holding its capsules (each is re-sealed, none is lost): ` +
+        `\`MONGODB_URI=<uri> npx mongo-capsule keys rotate --name ${name} --cluster [--capsules <dir>]… --pub-out ${pubOut} --replace\``,
+    );
     if (values.suite) echo(`(--suite ${values.suite} is ignored: the identity exists; \`keys rotate --suite ${values.suite}\` changes it)`);
     return 0;
   }

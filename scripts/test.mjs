@@ -32,5 +32,6 @@ if (process.env.MONGO_CAPSULE_SKIP_TYPECHECK !== '1') {
   }
 }
 
+// runInKeyringSession also gives the run a throwaway MONGO_CAPSULE_STATE_DIR, never the user's own state.
 const code = await runInKeyringSession([process.execPath, VITEST, 'run', ...process.argv.slice(2)], { cwd: ROOT, log: (m) => log(`vitest ${m}`) });
 process.exit(code);

@@ -43,6 +43,9 @@ export type ErrorCode =
   | 'CMK_MISMATCH'
   | 'CMK_ROTATED'
   | 'ROTATION_INCOMPLETE'
+  | 'CAPSULE_LOCATION_INVALID'
+  | 'CAPSULE_LOCATIONS_CORRUPT'
+  | 'KEY_NOT_RETIRED'
   // infra / scripts
   | 'CONFIG_INVALID'
   | 'PREREQUISITE_MISSING';
@@ -420,5 +423,32 @@ export class InputTooLargeError extends MongoCapsuleError {
       hint: `check that ${source} is the right file (${what} is at most ${limit} bytes)`,
     });
     this.limit = limit;
+  }
+}
+
+/** A `--capsules` or `--cluster` location of `keys rotate` that cannot be searched: nothing was changed. */
+export class CapsuleLocationError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_LOCATION_INVALID', message, {
+      hint: 'name the directories that hold the *.capsule files and the cluster that holds the capsules; the keychain is unchanged',
+      ...options,
+    });
+  }
+}
+
+/** The record of where an identity's capsules live cannot be read: a rotation cannot prove what it searched. */
+export class CapsuleLocationsCorruptError extends MongoCapsuleError {
+  constructor(path: string, why: string, cause?: unknown) {
+    super('CAPSULE_LOCATIONS_CORRUPT', `the capsule location record ${path} cannot be read: ${why}`, {
+      hint: `repair or move the file away (it holds no secret; \`keys rotate\` then knows only the locations you name) and rerun`,
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+}
+
+/** A key rotation kept the old key (in the `prev` slot) because it had no proof that no capsule needs it. */
+export class KeyNotRetiredError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('KEY_NOT_RETIRED', message, options);
   }
 }

@@ -3,13 +3,15 @@
  * Importing this module also lets `unwrap --name` and `wrap --sign-name` read identities from the keychain
  * (or from the explicit environment opt-in; see src/keys/secret-source.ts).
  */
+import { stat } from 'node:fs/promises';
 import {
   DEFAULT_SUITE,
   encodePublicIdentity,
   type PublicIdentity,
   type SecretIdentity,
 } from '../crypto/index.ts';
-import { FileExistsError, NotInitializedError, UsageError } from '../errors.ts';
+import { CapsuleLocationError, FileExistsError, KeyNotRetiredError, MongoCapsuleError, NotInitializedError, UsageError } from '../errors.ts';
+import { describeLocation, locationId, type CapsuleLocation, type ClusterLocation } from '../keys/capsule-locations.ts';
 import { FileCapsuleRepository } from '../keys/file-capsule-repository.ts';
 import { KEYCHAIN_SERVICE, OsKeychain, type Keychain } from '../keys/keychain.ts';
 import { KeyManager } from '../keys/manager.ts';
@@ -19,6 +21,7 @@ import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/s
 import { assertNoPendingCmkRotation, CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
 import { parseCommandArgs, required, uriFrom } from './args.ts';
+import { capsuleLocationsFor, clusterLocation, directoryLocation } from './capsule-locations.ts';
 import { loadPublicIdentityFile, setKeychainResolver } from './crypto-commands.ts';
 import { checkCreatable, INPUT_LIMITS, readExistingText, readInput, writeFileAtomic } from './files.ts';
 import type { CliIO, Command } from './types.ts';
@@ -104,11 +107,13 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
   rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
-          [--replace] [--suite <id>] [--verify <pub file>]...
+          [--replace] [--suite <id>] [--verify <pub file>]... [--retire-unused]
           new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
           *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
           MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
-          an interrupted rotation is finished by running it again
+          an interrupted rotation is finished by running it again. The old key is retired only when a capsule
+          sealed for the new key was found and every location recorded for the identity was searched; otherwise
+          it is kept and the command exits 1 naming what is missing (--retire-unused: retire anyway)
   migrate --from <file> [--name <identity>] [--public <file>] [--capsule-out <file>] [--keep-file]
           move a file-based secret into the keychain, verify it, then securely delete the file:
           a secret identity file (keygen --secret-out); a raw NTRU secret key (needs --public: its raw public
@@ -134,7 +139,8 @@ async function status(args: string[], io: CliIO): Promise<number> {
     else io.stdout.write(`identity ${s.name}: suite ${s.suite}, kid ${s.kid}, signer kid ${s.signerKid}\n`);
     io.stdout.write(await backupStatusLine(s.name, s.kid, io.env));
     if (s.rotationPending) {
-      io.stdout.write(`rotation unfinished (new key ${s.slots.next ?? s.slots.active}, old key ${s.slots.prev ?? s.slots.active}): run \`mongo-capsule keys rotate\` again to finish it\n`);
+      const recorded = await capsuleLocationsFor(io).list(s.name).catch(() => []);
+      io.stdout.write(`rotation unfinished (new key ${s.slots.next ?? s.slots.active}, old key ${s.slots.prev ?? s.slots.active}): finish it with \`${finishCommand(s.name, recorded, '<name>.pub.json', true)}\`, naming every directory and cluster that holds its capsules${recorded.length === 0 ? '' : ` (recorded: ${recorded.map(describeLocation).join('; ')})`}\n`);
     }
   }
   return s.initialized ? 0 : 3;
@@ -163,6 +169,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     replace: { type: 'boolean' },
     suite: { type: 'string' },
     verify: { type: 'string', multiple: true },
+    'retire-unused': { type: 'boolean' },
   });
   const name = values.name ?? 'default';
   const dirs = values.capsules ?? [];
@@ -177,6 +184,23 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     throw new UsageError('keys rotate: missing --capsules <dir> or --cluster', 'name every place that holds capsules sealed for this identity: capsule directories, the cluster, or both');
   }
   const pubOut = required('keys rotate', values, 'pub-out');
+  // Every location is checked before the keychain is touched: a typo must not leave a new key behind.
+  const searched: CapsuleLocation[] = [];
+  for (const d of dirs) {
+    const st = await stat(d).catch((e: NodeJS.ErrnoException) => e);
+    if (st instanceof Error) {
+      throw new CapsuleLocationError(`keys rotate: --capsules ${d}: ${st.code === 'ENOENT' ? 'no such directory' : `cannot be read (${st.code ?? st.message})`}`);
+    }
+    if (!st.isDirectory()) throw new CapsuleLocationError(`keys rotate: --capsules ${d} is not a directory`, { hint: 'pass the directory that holds the *.capsule files, not a file; the keychain is unchanged' });
+    searched.push(directoryLocation(d));
+  }
+  const namespace = values.collection ?? DEFAULT_CAPSULE_NAMESPACE;
+  if (clusterUri !== undefined) searched.push(clusterLocation(clusterUri, namespace));
+  const locations = capsuleLocationsFor(io);
+  const recorded = await locations.list(name);
+  const searchedIds = new Set(searched.map(locationId));
+  const unsearched = recorded.filter((l) => !searchedIds.has(locationId(l)));
+
   const manager = new KeyManager({ keychain: await keychainFor(io) });
   const before = await manager.status(name);
   if (!before.initialized && !before.rotationPending) throw new NotInitializedError(name);
@@ -185,30 +209,87 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   if (!values.replace && !before.rotationPending) await checkPublicTarget(pubOut, false, []);
   // Connect before the rotation starts: an unreachable cluster must stop it while nothing has changed.
   const client = clusterUri === undefined ? undefined : await connect(clusterUri, { purpose: 're-sealing the capsules stored in the cluster' });
+  const finish = finishCommand(name, [...searched, ...unsearched], pubOut, values.replace === true);
   let report;
   try {
     const repositories: CapsuleRepository[] = dirs.map((d) => new FileCapsuleRepository(d));
     if (client !== undefined) {
       const store = new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection });
       await assertNoPendingCmkRotation(store, Object.values(before.slots).filter((k): k is string => k !== null));
+      // Reading the collection now proves it can be searched, before a key is written.
+      await store.list();
       repositories.push(store);
     }
-    report = await manager.rotate(name, repositories, {
-      ...(values.suite ? { suite: values.suite } : {}),
-      signers,
-      // Before the old key is retired; a refusal here (the file exists, no --replace) keeps both keys.
-      onPromoted: (pub) => writePublicFile(pubOut, pub, values.replace === true),
-    });
+    try {
+      report = await manager.rotate(name, repositories, {
+        ...(values.suite ? { suite: values.suite } : {}),
+        signers,
+        // Before the old key is retired; a refusal here (the file exists, no --replace) keeps both keys.
+        onPromoted: async (pub) => {
+          await writePublicFile(pubOut, pub, values.replace === true);
+          await locations.record(name, searched);
+        },
+        retire: ({ current }) => values['retire-unused'] === true || (current >= 1 && unsearched.length === 0),
+      });
+    } catch (e) {
+      const after = await manager.status(name).catch(() => undefined);
+      if (after?.rotationPending && e instanceof MongoCapsuleError) {
+        throw new MongoCapsuleError(e.code, e.message, {
+          cause: e,
+          hint: `${e.hint ? `${e.hint}; ` : ''}a rotation of ${name} is pending (both keys are kept, every capsule still opens): finish it with \`${finish}\``,
+        });
+      }
+      throw e;
+    }
   } finally {
     await client?.close().catch(() => {});
   }
-  if (report.resumed) io.stdout.write('finished an interrupted rotation\n');
+  if (report.resumed && report.retired) io.stdout.write('finished an interrupted rotation\n');
   if (report.discardedDamagedSlot) io.stdout.write(`discarded a damaged ${report.discardedDamagedSlot} slot left by the interruption (its key was held elsewhere or never used)\n`);
   io.stdout.write(`re-sealed ${report.rewrapped.length} capsule(s); ${report.current} now sealed for the new key; ${report.untouched} for other keys left alone\n`);
   for (const r of report.rewrapped) io.stdout.write(`  ${r}\n`);
-  io.stdout.write(`${describeIdentity(report.publicIdentity)} (old kid ${report.oldKid ?? 'unknown'}, retired)\npublic: ${pubOut}\n`);
+  io.stdout.write(`searched: ${searched.map(describeLocation).join('; ')}\n`);
+  if (!report.retired) {
+    io.stdout.write(`${describeIdentity(report.publicIdentity)} is active; old kid ${report.oldKid ?? 'unknown'} is kept (not retired)\npublic: ${pubOut}\n`);
+    const why = [
+      ...(report.current === 0 ? ['no capsule sealed for this identity was found in the searched locations'] : []),
+      ...(unsearched.length > 0 ? [`recorded location(s) not searched: ${unsearched.map(describeLocation).join('; ')}`] : []),
+    ];
+    throw new KeyNotRetiredError(`keys rotate: the old key of ${name} was kept: ${why.join('; ')}`, {
+      hint:
+        `capsules sealed for the old key still open. Name every place that holds capsules of ${name} and run \`${finish}\`; ` +
+        'if you are sure nothing else holds one, add --retire-unused to retire the old key anyway',
+    });
+  }
+  io.stdout.write(`${describeIdentity(report.publicIdentity)} (old kid ${report.oldKid ?? 'unknown'}, retired${values['retire-unused'] && (report.current === 0 || unsearched.length > 0) ? ' by --retire-unused' : ''})\npublic: ${pubOut}\n`);
   if (report.resumed) io.stdout.write('run `mongo-capsule keys rotate` again to rotate once more\n');
   return 0;
+}
+
+/**
+ * The `keys rotate` command that searches `locations`: one `--cluster` (the first cluster; a later run covers
+ * another) with the connection string left for the user to fill in, since it holds credentials.
+ */
+export function finishCommand(name: string, locations: readonly CapsuleLocation[], pubOut: string, replace: boolean): string {
+  const dirs = [...new Set(locations.filter((l) => l.kind === 'directory').map((l) => l.path))];
+  const cluster = locations.find((l): l is ClusterLocation => l.kind === 'cluster');
+  const parts: string[] = [];
+  if (cluster !== undefined) parts.push(`MONGODB_URI=${exampleUri(cluster)}`);
+  parts.push('mongo-capsule keys rotate', `--name ${name}`);
+  if (cluster !== undefined) parts.push('--cluster', ...(cluster.namespace === DEFAULT_CAPSULE_NAMESPACE ? [] : [`--collection ${cluster.namespace}`]));
+  for (const d of dirs) parts.push(`--capsules ${shellQuote(d)}`);
+  parts.push(`--pub-out ${shellQuote(pubOut)}`);
+  if (replace) parts.push('--replace');
+  return parts.join(' ');
+}
+
+function exampleUri(c: ClusterLocation): string {
+  const rs = c.replicaSet === undefined ? '' : `?replicaSet=${c.replicaSet}`;
+  return c.srvHost !== undefined ? `'mongodb+srv://<user>:<password>@${c.srvHost}/${rs}'` : `'mongodb://<user>:<password>@${c.hosts.join(',')}/${rs}'`;
+}
+
+function shellQuote(s: string): string {
+  return /^[\w./:@=+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 async function migrate(args: string[], io: CliIO): Promise<number> {

@@ -2,6 +2,7 @@
  * CLI commands that talk to MongoDB: seed, rotate-cmk, doctor. The connection string comes from --uri or,
  * better (it keeps passwords off command lines and out of shell history), from the MONGODB_URI variable.
  */
+import { recordSealedInCluster } from './capsule-locations.ts';
 import { type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KeyManager } from '../keys/manager.ts';
@@ -116,6 +117,7 @@ ${URI_HELP}
     } finally {
       km?.clearCache(); // wipes the decoded identity, on failure too
     }
+    if (signName !== undefined) await recordSealedInCluster(io, recipient.name, uri, values.capsules);
     const keyVault = values['key-vault'];
     if (keyVault !== undefined) {
       // Seeding alone creates no data key, so it used to ignore this flag; the index is what it can prepare.

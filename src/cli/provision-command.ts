@@ -7,6 +7,7 @@
  * The work itself is `provisionCluster` (src/mongo/provision.ts); the keychain supplies the signer and the
  * unwrap that proves the new capsule opens.
  */
+import { recordSealedInCluster } from './capsule-locations.ts';
 import { decodePublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { ConfigInvalidError, InvalidArgumentError, isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
@@ -198,6 +199,7 @@ identity from the OS keychain (or MONGO_CAPSULE_SECRET_IDENTITY).`,
         serverSelectionTimeoutMS: Math.min(req.timeoutMs, DEFAULT_SERVER_SELECTION_TIMEOUT_MS),
         onProgress: (m) => io.stderr.write(`${m}\n`),
       });
+      if (hasSecret) await recordSealedInCluster(io, recipient.name, req.uri);
       if (req.replicaSet && result.replicaSet && !result.replicaSet.initiated) {
         // An existing set keeps its membership (changing it is a reconfiguration, not provisioning). Members or
         // ports that differ mean the layout changed after the cluster was created: say so instead of exporting a

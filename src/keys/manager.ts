@@ -94,6 +94,13 @@ export interface RotateOptions {
    * both keys still held; running it again resumes and calls it again.
    */
   onPromoted?: (publicIdentity: PublicIdentity) => Promise<void>;
+  /**
+   * Asked after the last sweep whether the old key may be retired now; when it answers false the old key stays
+   * in the `prev` slot (capsules sealed for it still open) and running `rotate` again asks again. `current` counts
+   * the capsules found sealed for the new key in `repositories` by this call. Default: retire only when
+   * `current >= 1`, since a sweep that found nothing of the identity's proves nothing about where its capsules are.
+   */
+  retire?: (facts: { rewrapped: number; current: number }) => boolean | Promise<boolean>;
 }
 
 export interface RotationReport {
@@ -112,6 +119,8 @@ export interface RotationReport {
   untouched: number;
   /** The new public identity (write it to `<name>.pub.json` so new capsules are sealed for it). */
   publicIdentity: PublicIdentity;
+  /** False when `retire` declined: the old key is kept in the `prev` slot and the rotation is still pending. */
+  retired: boolean;
 }
 
 export interface KeyStatus {
@@ -165,7 +174,7 @@ export class KeyManager {
   async #initialize(name: string, suite: string): Promise<PublicIdentity> {
     for (const slot of SLOTS) {
       if (await this.keychain.exists(slotAccount(name, slot))) {
-        throw new AlreadyInitializedError(name, slot === 'active' ? {} : { hint: `a rotation of ${name} is unfinished: run \`mongo-capsule keys rotate --name ${name}\` to finish it` });
+        throw new AlreadyInitializedError(name, slot === 'active' ? {} : { hint: `a rotation of ${name} is unfinished: \`mongo-capsule keys status --name ${name}\` prints the \`keys rotate\` command (with every --capsules directory and --cluster) that finishes it` });
       }
     }
     const identity = generateIdentity(suite, { name });
@@ -308,7 +317,10 @@ export class KeyManager {
    *   2. for every capsule in `repositories` sealed for A: open it with A, seal the CMK for P (signed by P when
    *      the original was signed), check that P opens it, compare-and-swap it in;
    *   3. copy A to `prev`, write P to `active`, delete `next`;
-   *   4. sweep the repositories once more (capsules sealed for A meanwhile), then delete `prev`: A is retired.
+   *   4. sweep the repositories once more (capsules sealed for A meanwhile), then, if `options.retire` agrees
+ *      (by default: at least one capsule sealed for P was found), delete `prev`: A is retired. Otherwise A stays
+ *      in `prev` and a later call (with more repositories) finishes the rotation.
+ * A fresh rotation that fails before its first compare-and-swap deletes P again: the keychain is as it was.
    * Invariant: every capsule is sealed for A or P, and from step 1 until A's capsules are gone, both A and P are
    * in some slot. A crash at any point leaves a state that the next call recognises from the slots and finishes;
    * such a call only finishes the interrupted rotation (`resumed: true`); call again to rotate again.
@@ -326,7 +338,7 @@ export class KeyManager {
       if (id !== undefined) owned.push(id);
       return id;
     };
-    const report = { rewrapped: [] as string[], current: 0, untouched: 0 };
+    const report = { rewrapped: [] as string[], current: 0, untouched: 0, attempted: 0 };
     try {
       const slot = async (which: Slot) => {
         try {
@@ -391,7 +403,14 @@ export class KeyManager {
         report.untouched = 0;
         for (const repo of repositories) await this.#rewrapRepository(repo, oldId, newId, options, report);
       };
-      await sweep();
+      try {
+        await sweep();
+      } catch (e) {
+        // Nothing was sealed for the new key yet (no swap was even tried): drop it, so that a failed start leaves
+        // the keychain as it was instead of a pending rotation nobody was told about.
+        if (!resumed && report.attempted === 0) await this.keychain.delete(slotAccount(name, 'next'));
+        throw e;
+      }
       if (active === undefined || active.kid !== newId.kid) {
         if (oldId !== undefined && (prev === undefined || prev.kid !== oldId.kid)) await this.#storeVerified(slotAccount(name, 'prev'), oldId);
         await this.#storeVerified(slotAccount(name, 'active'), newId);
@@ -401,15 +420,20 @@ export class KeyManager {
       // would seal capsules nobody can open.
       await options.onPromoted?.(toPublicIdentity(newId));
       if (oldId !== undefined) await sweep();
-      await this.keychain.delete(slotAccount(name, 'prev'));
+      const facts = { rewrapped: report.rewrapped.length, current: report.current };
+      const retired = oldId === undefined || (await (options.retire ?? ((f) => f.current >= 1))(facts));
+      if (retired) await this.keychain.delete(slotAccount(name, 'prev'));
       return {
         name,
         oldKid: oldId?.kid ?? null,
         newKid: newId.kid,
         resumed,
         discardedDamagedSlot,
-        ...report,
+        rewrapped: report.rewrapped,
+        current: report.current,
+        untouched: report.untouched,
         publicIdentity: toPublicIdentity(newId),
+        retired,
       };
     } finally {
       for (const id of owned) wipeSecretIdentity(id);
@@ -422,7 +446,7 @@ export class KeyManager {
     oldId: SecretIdentity | undefined,
     newId: SecretIdentity,
     options: RotateOptions,
-    report: { rewrapped: string[]; current: number; untouched: number },
+    report: { rewrapped: string[]; current: number; untouched: number; attempted: number },
   ): Promise<void> {
     const maxAttempts = options.maxAttempts ?? 5;
     const trusted = [toPublicIdentity(newId), ...(options.signers ?? [])];
@@ -447,6 +471,7 @@ export class KeyManager {
           continue;
         }
         const resealed = this.#reseal(stored.bytes, header, oldId, newId, trusted);
+        report.attempted++;
         if (await repo.compareAndSwap(stored.name, stored.bytes, resealed)) {
           report.rewrapped.push(`${repo.description}: ${stored.name}`);
           current++;
@@ -461,7 +486,7 @@ export class KeyManager {
       }
     }
     throw new MongoCapsuleError('CAPSULE_CONFLICT', `${repo.description}: capsules kept changing during rotation (${maxAttempts} attempts)`, {
-      hint: 'stop other writers (seeding, another rotation) and rerun `mongo-capsule keys rotate`; nothing is lost, the rotation resumes',
+      hint: 'stop other writers (seeding, another rotation) and rerun the same `mongo-capsule keys rotate` command (every --capsules directory and --cluster again); nothing is lost, the rotation resumes',
     });
   }
 

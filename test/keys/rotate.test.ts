@@ -238,3 +238,36 @@ describe('KeyManager.rotate under failures', () => {
     expect(keychain.accounts()).toEqual(['default~next']);
   });
 });
+
+describe('KeyManager.rotate: retiring the old key needs evidence', () => {
+  it('a start that fails before its first swap leaves the keychain as it was', async () => {
+    const w = await world();
+    const broken = { description: 'missing directory', list: () => Promise.reject(new Error('ENOENT')), compareAndSwap: () => Promise.resolve(false) };
+    await expect(new KeyManager({ keychain: w.keychain }).rotate('default', [broken])).rejects.toThrow('ENOENT');
+    expect(w.keychain.accounts()).toEqual(['default']);
+    expect((await new KeyManager({ keychain: w.keychain }).status('default')).kid).toBe(w.oldPub.kid);
+  });
+
+  it('finding no capsule of the identity keeps the old key in prev; a later call with the capsules retires it', async () => {
+    const w = await world();
+    const manager = new KeyManager({ keychain: w.keychain });
+    const nothing = await manager.rotate('default', [new MemoryRepository('empty')]);
+    expect(nothing).toMatchObject({ retired: false, current: 0, rewrapped: [] });
+    expect((await manager.status('default')).slots).toEqual({ active: nothing.newKid, next: null, prev: w.oldPub.kid });
+    const c = (await w.repos[0]!.list())[0]!;
+    expect(await manager.unwrap(c.bytes, 'default')).toEqual(w.cmks.get(`repo-a/${c.name}`));
+    const resumed = await manager.rotate('default', w.repos);
+    expect(resumed).toMatchObject({ retired: true, resumed: true, newKid: nothing.newKid });
+    await expectRotated(w, SIGNED);
+  });
+
+  it('retire: an explicit decision overrides the default', async () => {
+    const w = await world();
+    const kept = await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos, { retire: () => false });
+    expect(kept.retired).toBe(false);
+    expect(w.keychain.accounts().sort()).toEqual(['default', 'default~prev']);
+    const forced = await new KeyManager({ keychain: w.keychain }).rotate('default', [], { retire: () => true });
+    expect(forced.retired).toBe(true);
+    await expectRotated(w, SIGNED);
+  });
+});
