@@ -105,7 +105,7 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
   rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
-          [--replace] [--suite <id>] [--verify <pub file>]...
+          [--replace] [--suite <id>] [--trust <pub file>]... [--allow-unsigned]
           new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
           *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
           MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
@@ -163,6 +163,8 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     replace: { type: 'boolean' },
     suite: { type: 'string' },
     verify: { type: 'string', multiple: true },
+    trust: { type: 'string', multiple: true },
+    'allow-unsigned': { type: 'boolean' },
   });
   const name = values.name ?? 'default';
   const dirs = values.capsules ?? [];
@@ -180,7 +182,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   const manager = new KeyManager({ keychain: await keychainFor(io) });
   const before = await manager.status(name);
   if (!before.initialized && !before.rotationPending) throw new NotInitializedError(name);
-  const signers = await Promise.all((values.verify ?? []).map(async (p) => decodePublicIdentity(await readFile(p))));
+  const signers = await Promise.all([...(values.trust ?? []), ...(values.verify ?? [])].map(async (p) => decodePublicIdentity(await readFile(p))));
   // Fail before changing anything when the public file cannot be written afterwards.
   if (!values.replace && !before.rotationPending) await checkPublicTarget(pubOut, false, []);
   // Connect before the rotation starts: an unreachable cluster must stop it while nothing has changed.
@@ -196,6 +198,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     report = await manager.rotate(name, repositories, {
       ...(values.suite ? { suite: values.suite } : {}),
       signers,
+      ...(values['allow-unsigned'] ? { allowUnsigned: true } : {}),
       // Before the old key is retired; a refusal here (the file exists, no --replace) keeps both keys.
       onPromoted: (pub) => writePublicFile(pubOut, pub, values.replace === true),
     });

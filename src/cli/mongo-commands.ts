@@ -4,7 +4,7 @@
  */
 import { decodePublicIdentity, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { isMongoCapsuleError, UsageError } from '../errors.ts';
-import { KeyManager } from '../keys/manager.ts';
+import { KeyManager, type KeyManagerOptions } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
 import { resolveKeychain } from '../keys/secret-source.ts';
 import { KEYCHAIN_SERVICE_ENV } from './keys-commands.ts';
@@ -35,13 +35,13 @@ const NAMESPACE_HELP = `  --capsules <db.coll>     capsule collection (default $
   --key-vault <db.coll>    CSFLE key vault (default ${DEFAULT_KEY_VAULT_NAMESPACE})`;
 
 
-function keyManagerFor(io: CliIO): Promise<KeyManager> {
+function keyManagerFor(io: CliIO, options: Pick<KeyManagerOptions, 'trustedSigners' | 'allowUnsigned'> = {}): Promise<KeyManager> {
   // Same sources as the keys commands: the environment opt-in, else the OS keychain (service overridable).
   return resolveKeychain({
     env: io.env,
     warn: (m) => io.stderr.write(`${m}\n`),
     keychain: new OsKeychain({ service: io.env[KEYCHAIN_SERVICE_ENV] || KEYCHAIN_SERVICE }),
-  }).then((keychain) => new KeyManager({ keychain }));
+  }).then((keychain) => new KeyManager({ keychain, ...options, onWarning: (m) => io.stderr.write(`${m}\n`) }));
 }
 
 /**
@@ -151,6 +151,8 @@ Running encrypted clients follow the rotation. Needs mongodb-client-encryption (
 ${URI_HELP}
   --capsule <name>         capsule name (default "${DEFAULT_CAPSULE_NAME}")
   --identity <identity>    identity in the OS keychain (default "default"); --name <identity> is the older spelling
+  --trust <pub.json>       also accept a capsule signed by this public identity (repeatable)
+  --allow-unsigned         UNSAFE: also open an unsigned capsule (warns)
   --abandon                undo the pending rotation: move the data keys already moved back, keep the live CMK
   --client-wait-ms <ms>    wait after announcing the new CMK, before moving keys, so running encrypted clients
                            load it (default ${DEFAULT_CLIENT_REFRESH_WAIT_MS}; 0 when no client runs)
@@ -163,6 +165,8 @@ ${NAMESPACE_HELP}
       identity: { type: 'string' },
       capsule: { type: 'string' },
       abandon: { type: 'boolean' },
+      trust: { type: 'string', multiple: true },
+      'allow-unsigned': { type: 'boolean' },
       'client-wait-ms': { type: 'string' },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
@@ -181,7 +185,10 @@ ${NAMESPACE_HELP}
       ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
       ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
     };
-    const km = await keyManagerFor(io);
+    const km = await keyManagerFor(io, {
+      trustedSigners: await Promise.all((values.trust ?? []).map(async (f) => decodePublicIdentity(await readTextFile(f)))),
+      allowUnsigned: values['allow-unsigned'] === true,
+    });
     try {
       if (values.abandon) {
         const r = await abandonCmkRotation({ uri, capsuleName, unwrap: (c) => km.unwrap(c, identity), ...namespaces, onProgress: (m) => io.stderr.write(`${m}\n`) });
