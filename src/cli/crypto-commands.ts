@@ -187,7 +187,6 @@ seal a CMK of their choosing, so unsigned capsules and unknown signers are refus
             hint: 'if you seeded it from a machine without the identity, run `mongo-capsule endorse` (cluster) or re-wrap it with `wrap --sign-name`; if you made it yourself and nobody else could have written it, pass --allow-unsigned',
           });
         }
-        io.stderr.write(`warning: capsule ${JSON.stringify(header.name)} is UNSIGNED; opened only because of --allow-unsigned\n`);
       }
       try {
         cmk = unwrapKey(capsule, secret, { signers });
@@ -200,6 +199,7 @@ seal a CMK of their choosing, so unsigned capsules and unknown signers are refus
         }
         throw e;
       }
+      if (!header.signed) io.stderr.write(`warning: capsule ${JSON.stringify(header.name)} is UNSIGNED; opened only because of --allow-unsigned\n`);
       await writeOutput(out, cmk, io, { mode: 0o600, secret: true });
       return 0;
     } finally {
