@@ -43,7 +43,10 @@ export type ErrorCode =
   | 'ROTATION_INCOMPLETE'
   // infra / scripts
   | 'CONFIG_INVALID'
-  | 'PREREQUISITE_MISSING';
+  | 'PREREQUISITE_MISSING'
+  // signatures and endorsement
+  | 'CAPSULE_OTHER_KEY'
+  | 'ENDORSE_REFUSED';
 
 export interface MongoCapsuleErrorOptions {
   /** What the user can do about it; printed by the CLI under the message. */
@@ -339,5 +342,24 @@ export class RotationIncompleteError extends MongoCapsuleError {
       hint: 'data stays readable meanwhile; rerun `mongo-capsule rotate-cmk` (same options) to finish the rotation, or `mongo-capsule rotate-cmk --abandon` to undo it',
       ...options,
     });
+  }
+}
+
+// ---- mongo: who vouches for a capsule ----
+
+/** `seed` found a capsule of that name already sealed for another key than the --pub it was given. */
+export class CapsuleOwnedByOtherKeyError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_OTHER_KEY', message, {
+      hint: 'nothing was changed: the stored capsule and its data belong to that other key. Use its public file, pick another --capsule name, or pass --accept-existing to leave it and exit 0',
+      ...options,
+    });
+  }
+}
+
+/** `endorse` will not re-key a capsule whose CMK already protects data keys (it never vouches for a CMK it did not make). */
+export class EndorseRefusedError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('ENDORSE_REFUSED', message, options);
   }
 }

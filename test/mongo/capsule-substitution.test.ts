@@ -13,10 +13,10 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Binary, type Document, type MongoClient } from 'mongodb';
 import { main } from '../../src/cli.ts';
 import type { CliIO } from '../../src/cli/types.ts';
-import { capsuleToDocument, decodePublicIdentity, generateCmk, generateIdentity, wrapKey, type PublicIdentity } from '../../src/crypto/index.ts';
+import { capsuleToDocument, decodePublicIdentity, encodePublicIdentity, generateCmk, generateIdentity, toPublicIdentity, wrapKey, type PublicIdentity } from '../../src/crypto/index.ts';
 import { SignatureInvalidError, SignerUnknownError } from '../../src/errors.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
-import { csfleStatus, openEncryptedClient, sha256Hex } from '../../src/mongo/index.ts';
+import { csfleStatus, openEncryptedClient, provisionCluster, sha256Hex } from '../../src/mongo/index.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from './support/server.ts';
@@ -148,5 +148,55 @@ describeIf(reason === '', reason)(`capsule substitution (${server.description})`
     } finally {
       await capsules().replaceOne({ name: capsule }, original);
     }
+  });
+
+  it('seed --pub without the identity stores a capsule nothing opens until the owner runs endorse (a fresh, signed CMK)', async () => {
+    const seeded = await run(['seed', '--pub', pubFile, '--capsule', 'remote', '--capsules', capsuleNamespace], env);
+    expect(seeded.code).toBe(0);
+    expect(seeded.stderr).toMatch(/WARNING: capsule remote is stored UNSIGNED/);
+    expect(seeded.stderr).toMatch(/mongo-capsule endorse --capsule remote/);
+    const open = () => openEncryptedClient({ uri: server.uri, capsuleName: 'remote', capsuleNamespace, keyVaultNamespace, unwrap: (c) => km.unwrap(c, name) });
+    await expect(open()).rejects.toBeInstanceOf(SignatureInvalidError);
+    const unsigned = (await capsules().findOne({ name: 'remote' })) as Document;
+
+    const e = await run(['endorse', '--identity', name, '--capsule', 'remote', '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace], env);
+    expect(e.code, e.stderr).toBe(0);
+    expect(e.stdout).toMatch(/capsule remote: endorsed/);
+    const endorsed = (await capsules().findOne({ name: 'remote' })) as Document;
+    expect(endorsed.sha256).not.toBe(unsigned.sha256);
+    expect(endorsed.signerKid).toBe(pub.signer.kid);
+    await (await open()).close();
+
+    const again = await run(['endorse', '--identity', name, '--capsule', 'remote', '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already endorsed/);
+    expect(((await capsules().findOne({ name: 'remote' })) as Document).sha256).toBe(endorsed.sha256);
+  });
+
+  it('endorse refuses an unsigned capsule whose CMK already has data keys, and changes nothing', async () => {
+    expect((await run(['seed', '--pub', pubFile, '--capsule', 'used', '--capsules', capsuleNamespace], env)).code).toBe(0);
+    const lax = new KeyManager({ keychain: new OsKeychain({ service: SERVICE }), allowUnsigned: true, onWarning: () => {} });
+    await provisionCluster({ uri: server.uri, capsuleName: 'used', recipient: pub, capsuleNamespace, keyVaultNamespace, dataKeyAltNames: ['k'], unwrap: (c) => lax.unwrap(c, name) });
+    lax.clearCache();
+    const before = (await capsules().findOne({ name: 'used' })) as Document;
+    const e = await run(['endorse', '--identity', name, '--capsule', 'used', '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace], env);
+    expect(e.code).not.toBe(0);
+    expect(e.stderr).toMatch(/1 data key\(s\) .* are under its CMK; nothing was changed/);
+    expect(e.stderr).toMatch(/hint: /);
+    expect((await capsules().findOne({ name: 'used' })) as Document).toEqual(before);
+  });
+
+  it('seed over a capsule sealed for another key says so and exits non-zero unless --accept-existing', async () => {
+    const otherFile = join(dir, 'alice.pub.json');
+    writeFileSync(otherFile, encodePublicIdentity(toPublicIdentity(generateIdentity('ml-kem-1024', { name: 'alice' }))));
+    const before = (await capsules().findOne({ name: capsule })) as Document;
+    const r = await run(['seed', '--pub', otherFile, '--capsule', capsule, '--capsules', capsuleNamespace], env);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/belongs to ANOTHER key/);
+    expect(r.stderr).toMatch(/--accept-existing/);
+    const ok = await run(['seed', '--pub', otherFile, '--capsule', capsule, '--capsules', capsuleNamespace, '--accept-existing'], env);
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toMatch(/WARNING: .*belongs to ANOTHER key/);
+    expect((await capsules().findOne({ name: capsule })) as Document).toEqual(before);
   });
 });
