@@ -46,7 +46,8 @@ export type ErrorCode =
   | 'PREREQUISITE_MISSING'
   // signatures and endorsement
   | 'CAPSULE_OTHER_KEY'
-  | 'ENDORSE_REFUSED';
+  | 'ENDORSE_REFUSED'
+  | 'CAPSULE_REPLAY';
 
 export interface MongoCapsuleErrorOptions {
   /** What the user can do about it; printed by the CLI under the message. */
@@ -361,5 +362,15 @@ export class CapsuleOwnedByOtherKeyError extends MongoCapsuleError {
 export class EndorseRefusedError extends MongoCapsuleError {
   constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
     super('ENDORSE_REFUSED', message, options);
+  }
+}
+
+/** A capsule older than one this machine already opened (replay of a generation a rotation retired). */
+export class CapsuleReplayError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_REPLAY', message, {
+      hint: 'someone wrote back an older capsule: restore the newest one from a backup. If you restored an older backup on purpose, open it once with `acceptRollback: true` (CLI `--accept-rollback`)',
+      ...options,
+    });
   }
 }

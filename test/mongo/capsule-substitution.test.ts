@@ -14,7 +14,7 @@ import { Binary, type Document, type MongoClient } from 'mongodb';
 import { main } from '../../src/cli.ts';
 import type { CliIO } from '../../src/cli/types.ts';
 import { capsuleToDocument, decodePublicIdentity, encodePublicIdentity, generateCmk, generateIdentity, toPublicIdentity, wrapKey, type PublicIdentity } from '../../src/crypto/index.ts';
-import { SignatureInvalidError, SignerUnknownError } from '../../src/errors.ts';
+import { CapsuleReplayError, SignatureInvalidError, SignerUnknownError } from '../../src/errors.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
 import { csfleStatus, openEncryptedClient, provisionCluster, sha256Hex } from '../../src/mongo/index.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
@@ -198,5 +198,27 @@ describeIf(reason === '', reason)(`capsule substitution (${server.description})`
     expect(ok.code).toBe(0);
     expect(ok.stderr).toMatch(/WARNING: .*belongs to ANOTHER key/);
     expect((await capsules().findOne({ name: capsule })) as Document).toEqual(before);
+  });
+
+  it('after rotate-cmk, writing the old (validly signed) capsule back is refused by the default client; acceptRollback opens it', async () => {
+    const gen = 'gen';
+    expect((await run(['seed', '--pub', pubFile, '--capsule', gen, '--identity', name, '--capsules', capsuleNamespace], env)).code).toBe(0);
+    const open = (extra = {}) => openEncryptedClient({ uri: server.uri, capsuleName: gen, capsuleNamespace, keyVaultNamespace, unwrap: (c) => km.unwrap(c, name), ...extra });
+    await (await open()).close();
+    const old = (await capsules().findOne({ name: gen })) as Document;
+    const r = await run(['rotate-cmk', '--identity', name, '--capsule', gen, '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace, '--client-wait-ms', '0'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const rotated = (await capsules().findOne({ name: gen })) as Document;
+    expect((rotated.createdAt as Date).getTime()).toBeGreaterThan((old.createdAt as Date).getTime());
+    await (await open()).close();
+
+    await capsules().replaceOne({ name: gen }, old);
+    const err = await open().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CapsuleReplayError);
+    expect((err as CapsuleReplayError).code).toBe('CAPSULE_REPLAY');
+    expect((err as CapsuleReplayError).hint).toMatch(/acceptRollback/);
+    expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
+    await (await open({ acceptRollback: true })).close();
+    await (await open()).close(); // the mark now follows the restored backup
   });
 });
