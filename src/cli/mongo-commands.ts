@@ -26,7 +26,10 @@ import {
   DEFAULT_CAPSULE_NAMESPACE,
   isCapsuleProvider,
   keyVaultCollection,
+  clusterLocatorOf,
+  sha256Hex,
 } from '../mongo/index.ts';
+import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
 import { parseCommandArgs, uriFrom } from './args.ts';
 import { readTextFile } from './files.ts';
 import type { CliIO, Command } from './types.ts';
@@ -172,6 +175,7 @@ ${URI_HELP}
   --identity <identity>    identity in the OS keychain (default "default"); --name <identity> is the older spelling
   --trust <pub.json>       also accept a capsule signed by this public identity (repeatable)
   --allow-unsigned         UNSAFE: also open an unsigned capsule (warns)
+  --accept-rollback        rotate even when the capsule is older than one this machine already opened
   --abandon                undo the pending rotation: move the data keys already moved back, keep the live CMK
   --client-wait-ms <ms>    wait after announcing the new CMK, before moving keys, so running encrypted clients
                            load it (default ${DEFAULT_CLIENT_REFRESH_WAIT_MS}; 0 when no client runs)
@@ -186,6 +190,7 @@ ${NAMESPACE_HELP}
       abandon: { type: 'boolean' },
       trust: { type: 'string', multiple: true },
       'allow-unsigned': { type: 'boolean' },
+      'accept-rollback': { type: 'boolean' },
       'client-wait-ms': { type: 'string' },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
@@ -216,12 +221,26 @@ ${NAMESPACE_HELP}
         return 0;
       }
       const secret = await km.getSecretIdentity(identity);
+      // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay
+      // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
+      const marks = new FileCapsuleWatermarks();
+      const markKey = watermarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+      const unwrapChecked = async (c: Uint8Array) => {
+        const cmk = await km.unwrap(c, identity);
+        try {
+          if (!values['accept-rollback']) assertNotOlder(await marks.get(markKey), { createdAt: parseCapsule(c).header.createdAt.getTime(), sha256: sha256Hex(c) }, `capsule ${capsuleName}`);
+        } catch (e) {
+          cmk.fill(0);
+          throw e;
+        }
+        return cmk;
+      };
       const r = await rotateCmk({
         uri,
         capsuleName,
         recipient: secret,
         signer: secret,
-        unwrap: (c) => km.unwrap(c, identity),
+        unwrap: unwrapChecked,
         ...namespaces,
         ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
         onProgress: (m) => io.stderr.write(`${m}\n`),

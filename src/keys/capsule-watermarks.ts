@@ -37,16 +37,21 @@ function newer(a: CapsuleWatermark, b: CapsuleWatermark | undefined): boolean {
  */
 export async function checkWatermark(store: CapsuleWatermarkStore, key: string, seen: CapsuleWatermark, what: string, acceptRollback = false): Promise<void> {
   const mark = await store.get(key);
-  if (!acceptRollback && mark !== undefined && (seen.createdAt < mark.createdAt || (seen.createdAt === mark.createdAt && seen.sha256 !== mark.sha256))) {
-    throw new CapsuleReplayError(
-      `${what} was created ${new Date(seen.createdAt).toISOString()}, but this machine already opened a newer one (created ${new Date(mark.createdAt).toISOString()}): an older generation was written back`,
-    );
-  }
+  if (!acceptRollback) assertNotOlder(mark, seen, what);
   if (acceptRollback && mark !== undefined && !newer(seen, mark) && seen.sha256 !== mark.sha256) {
     await store.raise(key, seen, { replace: true });
     return;
   }
   await store.raise(key, seen);
+}
+
+/** Throws CapsuleReplayError when `seen` is older than `mark`, or as old with other bytes; raises nothing. */
+export function assertNotOlder(mark: CapsuleWatermark | undefined, seen: CapsuleWatermark, what: string): void {
+  if (mark !== undefined && (seen.createdAt < mark.createdAt || (seen.createdAt === mark.createdAt && seen.sha256 !== mark.sha256))) {
+    throw new CapsuleReplayError(
+      `${what} was created ${new Date(seen.createdAt).toISOString()}, but this machine already opened a newer one (created ${new Date(mark.createdAt).toISOString()}): an older generation was written back`,
+    );
+  }
 }
 
 /** In memory (tests, short-lived processes). */

@@ -19,7 +19,7 @@
  *   open with the retired (perhaps compromised) key.
  */
 import { createHash } from 'node:crypto';
-import { Binary, MongoServerError, type Collection, type Document, type MongoClient } from 'mongodb';
+import { Binary, MongoServerError, type Collection, type Document, MongoClient } from 'mongodb';
 import { capsuleFromDocument, capsuleToDocument, parseCapsule, type CapsuleHeader } from '../crypto/index.ts';
 import { CapsuleConflictError, CapsuleFormatError, CapsuleNotFoundError, InvalidArgumentError } from '../errors.ts';
 import type { CapsuleRepository, StoredCapsule } from '../keys/capsule-repository.ts';
@@ -107,6 +107,11 @@ export function clusterLocator(client: MongoClient): string {
   const o = client.options as { srvHost?: string; hosts?: { toString(): string }[]; replicaSet?: string };
   const where = o.srvHost ? `srv:${o.srvHost.toLowerCase()}` : (o.hosts ?? []).map((h) => String(h).toLowerCase()).sort().join(',');
   return `${where}/${o.replicaSet ?? ''}`;
+}
+
+/** The locator of the cluster a connection string names, without connecting. */
+export function clusterLocatorOf(uri: string): string {
+  return clusterLocator(new MongoClient(uri));
 }
 
 export class CapsuleStore implements CapsuleRepository {

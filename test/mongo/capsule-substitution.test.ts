@@ -218,6 +218,10 @@ describeIf(reason === '', reason)(`capsule substitution (${server.description})`
     expect((err as CapsuleReplayError).code).toBe('CAPSULE_REPLAY');
     expect((err as CapsuleReplayError).hint).toMatch(/acceptRollback/);
     expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
+    const rr = await run(['rotate-cmk', '--identity', name, '--capsule', gen, '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace, '--client-wait-ms', '0'], env);
+    expect(rr.code).not.toBe(0);
+    expect(rr.stderr).toMatch(/already opened a newer one/);
+    expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
     await (await open({ acceptRollback: true })).close();
     await (await open()).close(); // the mark now follows the restored backup
   });
