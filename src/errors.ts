@@ -48,7 +48,11 @@ export type ErrorCode =
   | 'KEY_NOT_RETIRED'
   // infra / scripts
   | 'CONFIG_INVALID'
-  | 'PREREQUISITE_MISSING';
+  | 'PREREQUISITE_MISSING'
+  // signatures and endorsement
+  | 'CAPSULE_OTHER_KEY'
+  | 'ENDORSE_REFUSED'
+  | 'CAPSULE_REPLAY';
 
 export interface MongoCapsuleErrorOptions {
   /** What the user can do about it; printed by the CLI under the message. */
@@ -450,5 +454,34 @@ export class CapsuleLocationsCorruptError extends MongoCapsuleError {
 export class KeyNotRetiredError extends MongoCapsuleError {
   constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
     super('KEY_NOT_RETIRED', message, options);
+  }
+}
+
+// ---- mongo: who vouches for a capsule ----
+
+/** `seed` found a capsule of that name already sealed for another key than the --pub it was given. */
+export class CapsuleOwnedByOtherKeyError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_OTHER_KEY', message, {
+      hint: 'nothing was changed: the stored capsule and its data belong to that other key. Use its public file, pick another --capsule name, or pass --accept-existing to leave it and exit 0',
+      ...options,
+    });
+  }
+}
+
+/** `endorse` will not re-key a capsule whose CMK already protects data keys (it never vouches for a CMK it did not make). */
+export class EndorseRefusedError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('ENDORSE_REFUSED', message, options);
+  }
+}
+
+/** A capsule older than one this machine already opened (replay of a generation a rotation retired). */
+export class CapsuleReplayError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('CAPSULE_REPLAY', message, {
+      hint: 'someone wrote back an older capsule: restore the newest one from a backup. If you restored an older backup on purpose, open it once with `acceptRollback: true` (CLI `--accept-rollback`)',
+      ...options,
+    });
   }
 }

@@ -9,6 +9,7 @@ import {
   encodeSecretIdentity,
   generateIdentity,
   listSuites,
+  parseCapsule,
   toPublicIdentity,
   unwrapKey,
   wipeSecretIdentity,
@@ -16,7 +17,7 @@ import {
   type PublicIdentity,
   type SecretIdentity,
 } from '../crypto/index.ts';
-import { InvalidKeyLengthError, isMongoCapsuleError, UsageError } from '../errors.ts';
+import { InvalidKeyLengthError, isMongoCapsuleError, SignatureInvalidError, SignerUnknownError, UsageError } from '../errors.ts';
 import { unlink } from 'node:fs/promises';
 import { readSecretFile } from '../keys/secret-source.ts';
 import { parseCommandArgs, required } from './args.ts';
@@ -177,14 +178,19 @@ const wrap: Command = {
 const unwrap: Command = {
   summary: 'verify and open a capsule, writing the 96-byte CSFLE master key',
   usage: `Usage: mongo-capsule unwrap (--secret <file> | --name <identity>) --in <file|-> --out <file|->
-                            [--verify <pub file>]... [--require-signature]
+                            [--trust <pub file>]... [--allow-unsigned]
+
+The capsule must be signed by the recipient identity or by a --trust'ed one: anyone with the public file can
+seal a CMK of their choosing, so unsigned capsules and unknown signers are refused.
 
   --secret <file>        secret identity file written by \`keygen\`
   --name <identity>      identity held in the OS keychain (default "default" when --secret is absent)
   --in <file|->          the capsule; - reads stdin
   --out <file|->         where to write the key (mode 0600, never to a terminal); - writes stdout
-  --verify <pub file>    trust this identity's signing key too (repeatable); the recipient's own is trusted
-  --require-signature    reject unsigned capsules`,
+  --trust <pub file>     trust this identity's signing key too (repeatable); the recipient's own is trusted;
+                         --verify <pub file> is the older spelling
+  --allow-unsigned       UNSAFE: also open an unsigned capsule (warns); only for a capsule nobody else could write
+  --require-signature    reject unsigned capsules (the default; kept for older scripts)`,
   async run(args, io) {
     const { values } = parseCommandArgs('unwrap', args, {
       secret: { type: 'string' },
@@ -192,16 +198,40 @@ const unwrap: Command = {
       in: { type: 'string' },
       out: { type: 'string' },
       verify: { type: 'string', multiple: true },
+      trust: { type: 'string', multiple: true },
       'require-signature': { type: 'boolean' },
+      'allow-unsigned': { type: 'boolean' },
     });
     const input = required('unwrap', values, 'in');
     const out = required('unwrap', values, 'out');
-    const signers = await Promise.all((values.verify ?? []).map(loadPublicIdentityFile));
+    if (values['allow-unsigned'] && values['require-signature']) {
+      throw new UsageError('unwrap: --allow-unsigned and --require-signature contradict each other', 'drop --allow-unsigned: signatures are required by default');
+    }
+    const signers = await Promise.all([...(values.trust ?? []), ...(values.verify ?? [])].map(loadPublicIdentityFile));
     const secret = await resolveSecret('unwrap', values, io);
     let cmk: Uint8Array | undefined;
     try {
       const capsule = await readInput(input, io, undefined, INPUT_LIMITS.capsule, 'a capsule');
-      cmk = unwrapKey(capsule, secret, { signers, requireSignature: values['require-signature'] === true });
+      const { header } = parseCapsule(capsule);
+      if (!header.signed) {
+        if (!values['allow-unsigned']) {
+          throw new SignatureInvalidError(`capsule ${JSON.stringify(header.name)} is not signed: anyone with the public identity can seal a CMK of their choosing, so it is refused`, {
+            hint: 'if you seeded it from a machine without the identity, run `mongo-capsule endorse` (cluster) or re-wrap it with `wrap --sign-name`; if you made it yourself and nobody else could have written it, pass --allow-unsigned',
+          });
+        }
+      }
+      try {
+        cmk = unwrapKey(capsule, secret, { signers });
+      } catch (e) {
+        if (e instanceof SignerUnknownError) {
+          throw new SignerUnknownError(`capsule ${JSON.stringify(header.name)} is signed by key ${header.signerKid}, which is not trusted`, {
+            hint: "pass the signer's public identity with `--trust <pub.json>` if you trust it; otherwise the capsule was replaced: restore it from a backup",
+            cause: e,
+          });
+        }
+        throw e;
+      }
+      if (!header.signed) io.stderr.write(`warning: capsule ${JSON.stringify(header.name)} is UNSIGNED; opened only because of --allow-unsigned\n`);
       await writeOutput(out, cmk, io, { mode: 0o600, secret: true });
       return 0;
     } finally {

@@ -107,7 +107,7 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
   rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
-          [--replace] [--suite <id>] [--verify <pub file>]... [--retire-unused]
+          [--replace] [--suite <id>] [--verify <pub file>]... [--trust <pub file>]... [--allow-unsigned] [--retire-unused]
           new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
           *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
           MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
@@ -170,6 +170,8 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     suite: { type: 'string' },
     verify: { type: 'string', multiple: true },
     'retire-unused': { type: 'boolean' },
+    trust: { type: 'string', multiple: true },
+    'allow-unsigned': { type: 'boolean' },
   });
   const name = values.name ?? 'default';
   const dirs = values.capsules ?? [];
@@ -204,7 +206,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   const manager = new KeyManager({ keychain: await keychainFor(io) });
   const before = await manager.status(name);
   if (!before.initialized && !before.rotationPending) throw new NotInitializedError(name);
-  const signers = await Promise.all((values.verify ?? []).map(loadPublicIdentityFile));
+  const signers = await Promise.all([...(values.trust ?? []), ...(values.verify ?? [])].map(loadPublicIdentityFile));
   // Fail before changing anything when the public file cannot be written afterwards.
   if (!values.replace && !before.rotationPending) await checkPublicTarget(pubOut, false, []);
   // Connect before the rotation starts: an unreachable cluster must stop it while nothing has changed.
@@ -224,6 +226,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
       report = await manager.rotate(name, repositories, {
         ...(values.suite ? { suite: values.suite } : {}),
         signers,
+        ...(values['allow-unsigned'] ? { allowUnsigned: true } : {}),
         // Before the old key is retired; a refusal here (the file exists, no --replace) keeps both keys.
         onPromoted: async (pub) => {
           await writePublicFile(pubOut, pub, values.replace === true);

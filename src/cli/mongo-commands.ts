@@ -3,9 +3,9 @@
  * better (it keeps passwords off command lines and out of shell history), from the MONGODB_URI variable.
  */
 import { recordSealedInCluster } from './capsule-locations.ts';
-import { type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { isMongoCapsuleError, UsageError } from '../errors.ts';
-import { KeyManager } from '../keys/manager.ts';
+import { generateCmk, parseCapsule, toPublicIdentity, verifyCapsule, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { CapsuleOwnedByOtherKeyError, EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
+import { KeyManager, type KeyManagerOptions } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
 import { resolveKeychain } from '../keys/secret-source.ts';
 import { KEYCHAIN_SERVICE_ENV } from './keys-commands.ts';
@@ -25,7 +25,12 @@ import {
   provisionCluster,
   rotateCmk,
   DEFAULT_CAPSULE_NAMESPACE,
+  isCapsuleProvider,
+  keyVaultCollection,
+  clusterLocatorOf,
+  sha256Hex,
 } from '../mongo/index.ts';
+import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
 import { parseCommandArgs, uriFrom } from './args.ts';
 import { loadPublicIdentityFile } from './crypto-commands.ts';
 import type { CliIO, Command } from './types.ts';
@@ -36,13 +41,13 @@ const NAMESPACE_HELP = `  --capsules <db.coll>     capsule collection (default $
   --key-vault <db.coll>    CSFLE key vault (default ${DEFAULT_KEY_VAULT_NAMESPACE})`;
 
 
-function keyManagerFor(io: CliIO): Promise<KeyManager> {
+function keyManagerFor(io: CliIO, options: Pick<KeyManagerOptions, 'trustedSigners' | 'allowUnsigned'> = {}): Promise<KeyManager> {
   // Same sources as the keys commands: the environment opt-in, else the OS keychain (service overridable).
   return resolveKeychain({
     env: io.env,
     warn: (m) => io.stderr.write(`${m}\n`),
     keychain: new OsKeychain({ service: io.env[KEYCHAIN_SERVICE_ENV] || KEYCHAIN_SERVICE }),
-  }).then((keychain) => new KeyManager({ keychain }));
+  }).then((keychain) => new KeyManager({ keychain, ...options, onWarning: (m) => io.stderr.write(`${m}\n`) }));
 }
 
 /**
@@ -77,7 +82,12 @@ ${URI_HELP}
                            --sign-name <identity> is the older spelling
   --capsules <db.coll>     capsule collection (default ${DEFAULT_CAPSULE_NAMESPACE})
   --key-vault <db.coll>    also create the unique keyAltNames index of this CSFLE key vault
+  --accept-existing        exit 0 even when the capsule already exists sealed for another key than --pub
   --json                   print {"capsule", "kid", "created"} as JSON
+
+Without --identity the capsule is stored UNSIGNED, and nothing opens an unsigned capsule (anyone who can
+write the capsule collection could have made it): the owner of the identity runs \`mongo-capsule endorse\`
+once on their machine, which replaces it with a fresh CMK signed by them.
 `,
   async run(args, io) {
     const { values } = parseCommandArgs('seed', args, {
@@ -89,6 +99,7 @@ ${URI_HELP}
       identity: { type: 'string' },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
+      'accept-existing': { type: 'boolean' },
       json: { type: 'boolean' },
     });
     const capsuleName = alias('seed', values, 'capsule', 'name') ?? DEFAULT_CAPSULE_NAME;
@@ -129,6 +140,17 @@ ${URI_HELP}
         await client.close().catch(() => {});
       }
     }
+    if (!result.created && result.kid !== recipient.kid) {
+      const message = `capsule ${result.capsuleName} already exists and belongs to ANOTHER key (kid ${result.kid}), not to ${values.pub} (kid ${recipient.kid}); it was left unchanged`;
+      if (!values['accept-existing']) throw new CapsuleOwnedByOtherKeyError(message);
+      io.stderr.write(`WARNING: ${message} (--accept-existing)\n`);
+    }
+    if (result.created && signer === undefined) {
+      io.stderr.write(
+        `WARNING: capsule ${result.capsuleName} is stored UNSIGNED and nothing will open it yet.\n` +
+          `WARNING: the owner of identity ${JSON.stringify(recipient.name)} must run \`mongo-capsule endorse --capsule ${result.capsuleName}\` once on the machine that holds it.\n`,
+      );
+    }
     if (values.json) {
       say(io, JSON.stringify({ capsule: result.capsuleName, kid: result.kid, created: result.created }));
     } else {
@@ -153,6 +175,9 @@ Running encrypted clients follow the rotation. Needs mongodb-client-encryption (
 ${URI_HELP}
   --capsule <name>         capsule name (default "${DEFAULT_CAPSULE_NAME}")
   --identity <identity>    identity in the OS keychain (default "default"); --name <identity> is the older spelling
+  --trust <pub.json>       also accept a capsule signed by this public identity (repeatable)
+  --allow-unsigned         UNSAFE: also open an unsigned capsule (warns)
+  --accept-rollback        rotate even when the capsule is older than one this machine already opened
   --abandon                undo the pending rotation: move the data keys already moved back, keep the live CMK
   --client-wait-ms <ms>    wait after announcing the new CMK, before moving keys, so running encrypted clients
                            load it (default ${DEFAULT_CLIENT_REFRESH_WAIT_MS}; 0 when no client runs)
@@ -165,6 +190,9 @@ ${NAMESPACE_HELP}
       identity: { type: 'string' },
       capsule: { type: 'string' },
       abandon: { type: 'boolean' },
+      trust: { type: 'string', multiple: true },
+      'allow-unsigned': { type: 'boolean' },
+      'accept-rollback': { type: 'boolean' },
       'client-wait-ms': { type: 'string' },
       capsules: { type: 'string' },
       'key-vault': { type: 'string' },
@@ -183,7 +211,10 @@ ${NAMESPACE_HELP}
       ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
       ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
     };
-    const km = await keyManagerFor(io);
+    const km = await keyManagerFor(io, {
+      trustedSigners: await Promise.all((values.trust ?? []).map(loadPublicIdentityFile)),
+      allowUnsigned: values['allow-unsigned'] === true,
+    });
     try {
       if (values.abandon) {
         const r = await abandonCmkRotation({ uri, capsuleName, unwrap: (c) => km.unwrap(c, identity), ...namespaces, onProgress: (m) => io.stderr.write(`${m}\n`) });
@@ -192,12 +223,26 @@ ${NAMESPACE_HELP}
         return 0;
       }
       const secret = await km.getSecretIdentity(identity);
+      // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay
+      // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
+      const marks = new FileCapsuleWatermarks();
+      const markKey = watermarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+      const unwrapChecked = async (c: Uint8Array) => {
+        const cmk = await km.unwrap(c, identity);
+        try {
+          if (!values['accept-rollback']) assertNotOlder(await marks.get(markKey), { createdAt: parseCapsule(c).header.createdAt.getTime(), sha256: sha256Hex(c) }, `capsule ${capsuleName}`);
+        } catch (e) {
+          cmk.fill(0);
+          throw e;
+        }
+        return cmk;
+      };
       const r = await rotateCmk({
         uri,
         capsuleName,
         recipient: secret,
         signer: secret,
-        unwrap: (c) => km.unwrap(c, identity),
+        unwrap: unwrapChecked,
         ...namespaces,
         ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
         onProgress: (m) => io.stderr.write(`${m}\n`),
@@ -381,8 +426,87 @@ async function checkCmk(
   }
 }
 
+const endorse: Command = {
+  summary: "vouch for a capsule seeded without the identity: replace it with a fresh CMK signed by its owner",
+  usage: `Usage: mongo-capsule endorse [--uri <uri>] [--capsule <name>] [--identity <identity>] [--trust <pub.json>]...
+
+Run once by the owner of the identity, on the machine that holds it, after \`seed --pub\` stored an unsigned
+capsule from elsewhere. The unsigned CMK is never trusted (anyone who can write the capsule collection could
+have chosen it): the capsule is replaced (compare-and-swap) by a FRESH CMK sealed for the same key and signed
+by the identity. Refused when data keys already exist under the capsule's CMK. A capsule already signed by the
+identity or a --trust'ed key is left alone ("already endorsed").
+
+${URI_HELP}
+  --capsule <name>         capsule name (default "${DEFAULT_CAPSULE_NAME}")
+  --identity <identity>    identity in the OS keychain that signs (default "default")
+  --trust <pub.json>       a capsule signed by this public identity counts as endorsed (repeatable)
+${NAMESPACE_HELP}
+`,
+  async run(args, io) {
+    const { values } = parseCommandArgs('endorse', args, {
+      uri: { type: 'string' },
+      capsule: { type: 'string' },
+      identity: { type: 'string' },
+      trust: { type: 'string', multiple: true },
+      capsules: { type: 'string' },
+      'key-vault': { type: 'string' },
+    });
+    const uri = uriFrom('endorse', values, io);
+    const identity = values.identity ?? 'default';
+    const capsuleName = values.capsule ?? DEFAULT_CAPSULE_NAME;
+    const keyVault = values['key-vault'] ?? DEFAULT_KEY_VAULT_NAMESPACE;
+    const trusted = await Promise.all((values.trust ?? []).map(loadPublicIdentityFile));
+    const km = await keyManagerFor(io);
+    const client = await connect(uri, { purpose: 'endorsing the capsule' });
+    try {
+      const secret = await km.getSecretIdentity(identity);
+      const owner = toPublicIdentity(secret);
+      const store = new CapsuleStore(client, values.capsules === undefined ? {} : { namespace: values.capsules });
+      const record = await store.load(capsuleName);
+      const { header } = parseCapsule(record.bytes);
+      const signers = [owner, ...trusted];
+      if (header.signed && signers.some((s) => s.signer.kid === header.signerKid)) {
+        verifyCapsule(record.bytes, signers); // a bad signature by a trusted key is an error, not "endorsed"
+        say(io, `capsule ${capsuleName}: already endorsed (signed by ${header.signerKid})`);
+        return 0;
+      }
+      if (header.kid !== owner.kid) {
+        throw new EndorseRefusedError(`capsule ${capsuleName} is sealed for key ${header.kid}, not for identity ${identity} (${owner.kid}); nothing was changed`, {
+          hint: 'run endorse as the owner of the key the capsule is sealed for (`--identity <name>`), or seed it again for the right public file',
+        });
+      }
+      if (record.pendingRotation !== null) {
+        throw new EndorseRefusedError(`capsule ${capsuleName} has a pending CMK rotation; nothing was changed`, { hint: 'finish or abandon it first (`mongo-capsule rotate-cmk`, `--abandon`)' });
+      }
+      const keys = await keyVaultCollection(client, keyVault).find({}, { projection: { 'masterKey.provider': 1 } }).toArray();
+      const inUse = keys.filter((k) => isCapsuleProvider(capsuleName, (k.masterKey as { provider?: unknown } | undefined)?.provider)).length;
+      if (inUse > 0) {
+        throw new EndorseRefusedError(`capsule ${capsuleName} is not signed by a trusted key, yet ${inUse} data key(s) in ${keyVault} are under its CMK; nothing was changed`, {
+          hint: 'endorse never vouches for a CMK it did not make, and replacing it would strand those keys: if you know where the capsule came from, restore the signed capsule from a backup; otherwise treat the data keys as compromised',
+        });
+      }
+      const cmk = generateCmk();
+      let opened: Uint8Array | undefined;
+      try {
+        const next = wrapKey(cmk, owner, { name: capsuleName, signer: secret });
+        opened = await km.unwrap(next, identity);
+        await store.replace(capsuleName, record.bytes, next, { reason: 'endorse' });
+      } finally {
+        cmk.fill(0);
+        opened?.fill(0);
+      }
+      say(io, `capsule ${capsuleName}: endorsed (fresh CMK, sealed for ${owner.kid}, signed by ${owner.signer.kid})`);
+      return 0;
+    } finally {
+      km.clearCache();
+      await client.close().catch(() => {});
+    }
+  },
+};
+
 export const mongoCommands: Record<string, Command> = {
   seed,
+  endorse,
   'rotate-cmk': rotate,
   doctor,
 };

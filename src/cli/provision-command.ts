@@ -179,10 +179,21 @@ identity from the OS keychain (or MONGO_CAPSULE_SECRET_IDENTITY).`,
             { hint: `rewrite the public file with \`mongo-capsule keys status --name ${recipient.name} --pub-out <file>\`, or point mongo-capsule:publicKeyPath at the right file` },
           );
         }
-        if (req.sign) signer = secret;
-      } else if (req.sign) {
+        if (!req.sign) {
+          // An unsigned capsule is refused by every opener, this machine's included; signing is free here.
+          throw new ConfigInvalidError(`provision: mongo-capsule:sign is false, but identity ${JSON.stringify(recipient.name)} is on this machine: the unsigned capsule would be refused by every client; nothing was written`, {
+            hint: 'remove `mongo-capsule:sign false` (signing is the default); unsigned seeding is only for a machine without the identity, followed by `mongo-capsule endorse` on the owner\'s machine',
+          });
+        }
+        signer = secret;
+      } else if (!req.sign) {
+        io.stderr.write(
+          `WARNING: capsule ${req.capsuleName} is seeded UNSIGNED (mongo-capsule:sign false) and nothing will open it yet: ` +
+            `the owner of identity ${JSON.stringify(recipient.name)} must run \`mongo-capsule endorse --capsule ${req.capsuleName}\` on the machine that holds it\n`,
+        );
+      } else {
         throw new InvalidArgumentError(`provision: cannot sign the capsule: identity ${JSON.stringify(recipient.name)} is not in the keychain of this machine`, {
-          hint: 'run `npm run init` on this machine (or set MONGO_CAPSULE_SECRET_IDENTITY_FILE); `mongo-capsule:sign false` seeds an unsigned capsule, but data keys are made only where the identity is',
+          hint: 'run `npm run init` on this machine (or set MONGO_CAPSULE_SECRET_IDENTITY_FILE); `mongo-capsule:sign false` seeds an unsigned capsule that nothing opens until its owner runs `mongo-capsule endorse`',
         });
       }
       io.stderr.write(`provisioning ${describeHosts(req.uri)}, capsule ${req.capsuleName} for key ${recipient.kid}\n`);

@@ -21,6 +21,7 @@ import {
   parseCapsule,
   toPublicIdentity,
   unwrapKey,
+  verifyCapsule,
   wipeSecretIdentity,
   wrapKey,
   type CapsuleHeader,
@@ -35,6 +36,8 @@ import {
   KeychainEntryCorruptError,
   MongoCapsuleError,
   NotInitializedError,
+  SignatureInvalidError,
+  SignerUnknownError,
   isMongoCapsuleError,
 } from '../errors.ts';
 import type { CapsuleRepository } from './capsule-repository.ts';
@@ -60,6 +63,18 @@ export interface KeyManagerOptions {
   cacheTtlMs?: number;
   /** Clock for cache expiry and for the creation time of re-sealed capsules (default `Date.now`). */
   now?: Clock;
+  /**
+   * Public identities whose signing keys are trusted on every unwrap, besides the identity's own (for capsules
+   * another owner signed). A capsule signed by any other key is refused.
+   */
+  trustedSigners?: readonly PublicIdentity[];
+  /**
+   * UNSAFE: also open unsigned capsules. Anyone who can write the capsule store and has the public file can
+   * seal a CMK of their choosing in an unsigned capsule; only for a store nobody else can write. Warns on use.
+   */
+  allowUnsigned?: boolean;
+  /** Where warnings go (an unsigned capsule opened under `allowUnsigned`); default `console.warn`. */
+  onWarning?: (message: string) => void;
 }
 
 /**
@@ -77,8 +92,10 @@ export function slotAccount(name: string, slot: Slot): string {
 export interface UnwrapWithManagerOptions {
   /** Signer keys trusted besides the identity itself (whose own signer key is always trusted). */
   signers?: readonly PublicIdentity[];
-  /** Reject unsigned capsules. */
+  /** Reject unsigned capsules even when `allowUnsigned` is set on the manager. */
   requireSignature?: boolean;
+  /** UNSAFE: open this capsule even when unsigned (see KeyManagerOptions.allowUnsigned). Warns on use. */
+  allowUnsigned?: boolean;
 }
 
 export interface RotateOptions {
@@ -88,6 +105,8 @@ export interface RotateOptions {
   signers?: readonly PublicIdentity[];
   /** How often to re-list a repository whose capsules keep changing under us (default 5). */
   maxAttempts?: number;
+  /** UNSAFE: also re-seal unsigned capsules (they stay unsigned). Default: an unsigned capsule stops the rotation before it starts. */
+  allowUnsigned?: boolean;
   /**
    * Called once the new key is the active one and before the old key is retired, with the new public identity:
    * the moment to publish it (write the `.pub.json` seeders read). If it throws, the rotation stops there with
@@ -144,6 +163,9 @@ export class KeyManager {
   readonly keychain: Keychain;
   readonly cacheTtlMs: number;
   readonly #now: Clock;
+  readonly #trustedSigners: readonly PublicIdentity[];
+  readonly #allowUnsigned: boolean;
+  readonly #warn: (message: string) => void;
   readonly #cache = new Map<string, CacheEntry>();
   readonly #loading = new Map<string, Promise<SecretIdentity | undefined>>();
   /** Bumped by every eviction of an account; a read that started before the bump does not fill the cache. */
@@ -157,6 +179,9 @@ export class KeyManager {
       throw new InvalidArgumentError('KeyManager: cacheTtlMs must be an integer from 0 to 2147483647');
     }
     this.#now = options.now ?? Date.now;
+    this.#trustedSigners = [...(options.trustedSigners ?? [])];
+    this.#allowUnsigned = options.allowUnsigned === true;
+    this.#warn = options.onWarning ?? ((m) => console.warn(m));
   }
 
   /**
@@ -257,7 +282,9 @@ export class KeyManager {
   /**
    * Verify and open a capsule with identity `name`; returns the 96-byte CMK (wipe it when done).
    * The slot whose kid the capsule names is used, so capsules already re-sealed by a running rotation open
-   * too. The identity's own signer key is trusted; pass `signers` to trust others as well.
+   * too. The capsule must be signed by the identity's own signer key, a `trustedSigners` key or one of
+   * `signers`: an unsigned capsule is refused (SignatureInvalidError) unless `allowUnsigned` is set, and one
+   * signed by any other key too (SignerUnknownError), since anyone with the public file can seal a CMK.
    * @example
    * const cmk = await keys.unwrap(capsuleBytes, 'default');
    * try { await openEncryptedClient(cmk); } finally { cmk.fill(0); }
@@ -297,16 +324,64 @@ export class KeyManager {
         continue;
       }
       if (id.kid === header.kid) {
-        const cmk = unwrapKey(capsule, id, {
-          ...(options.signers ? { signers: options.signers } : {}),
-          ...(options.requireSignature ? { requireSignature: true } : {}),
-        });
+        if (!header.signed) this.#checkUnsignedAllowed(header, options.requireSignature !== true && (options.allowUnsigned ?? this.#allowUnsigned));
+        const cmk = withTrustHint(header, () => unwrapKey(capsule, id, { signers: [...this.#trustedSigners, ...(options.signers ?? [])] }));
         return { cmk, held };
       }
       held.push(id.kid);
     }
     if (damaged !== undefined) throw damaged;
     return { held };
+  }
+
+  /** Throws for an unsigned capsule unless the caller opted in, and then warns. */
+  #checkUnsignedAllowed(header: CapsuleHeader, allowed: boolean): void {
+    if (!allowed) throw unsignedCapsule(header);
+    this.#warn(`warning: capsule ${JSON.stringify(header.name)} is UNSIGNED and was opened only because unsigned capsules are allowed (allowUnsigned): anyone who can write the capsule store could have chosen its CMK`);
+  }
+
+  /**
+   * Before a rotation touches the keychain: every capsule sealed for a key this identity holds must be signed
+   * by a trusted key (or the caller allowed unsigned ones), so that no substituted CMK gets re-sealed and vouched for.
+   */
+  async #checkRotationSignatures(name: string, repositories: readonly CapsuleRepository[], options: RotateOptions): Promise<void> {
+    const held: SecretIdentity[] = [];
+    try {
+      for (const slot of SLOTS) {
+        try {
+          const id = await this.#read(slotAccount(name, slot), name);
+          if (id !== undefined) held.push(id);
+        } catch (e) {
+          // A torn slot is the rotation's own business (it knows which ones it may discard).
+          if (!(e instanceof KeychainEntryCorruptError)) throw e;
+        }
+      }
+      const kids = new Set(held.map((id) => id.kid));
+      const trusted = [...held.map((id) => toPublicIdentity(id)), ...this.#trustedSigners, ...(options.signers ?? [])];
+      const allowUnsigned = options.allowUnsigned ?? this.#allowUnsigned;
+      for (const repo of repositories) {
+        for (const stored of await repo.list()) {
+          let header: CapsuleHeader;
+          try {
+            header = parseCapsule(stored.bytes).header;
+          } catch {
+            continue; // the rotation itself reports unreadable capsules, with their location
+          }
+          if (!kids.has(header.kid)) continue;
+          try {
+            if (!header.signed) this.#checkUnsignedAllowed(header, allowUnsigned);
+            else withTrustHint(header, () => verifyCapsule(stored.bytes, trusted));
+          } catch (e) {
+            if (isMongoCapsuleError(e)) {
+              throw new (e.constructor as typeof SignatureInvalidError)(`${repo.description}: ${e.message}; nothing was changed`, { ...(e.hint ? { hint: e.hint } : {}), cause: e });
+            }
+            throw e;
+          }
+        }
+      }
+    } finally {
+      for (const id of held) wipeSecretIdentity(id);
+    }
   }
 
   /**
@@ -328,7 +403,10 @@ export class KeyManager {
    */
   async rotate(name: string, repositories: readonly CapsuleRepository[], options: RotateOptions = {}): Promise<RotationReport> {
     checkIdentityName('rotate', name);
-    return withIdentityLock(this.keychain, name, () => this.#rotate(name, repositories, options));
+    return withIdentityLock(this.keychain, name, async () => {
+      await this.#checkRotationSignatures(name, repositories, options);
+      return this.#rotate(name, repositories, options);
+    });
   }
 
   async #rotate(name: string, repositories: readonly CapsuleRepository[], options: RotateOptions): Promise<RotationReport> {
@@ -449,7 +527,7 @@ export class KeyManager {
     report: { rewrapped: string[]; current: number; untouched: number; attempted: number },
   ): Promise<void> {
     const maxAttempts = options.maxAttempts ?? 5;
-    const trusted = [toPublicIdentity(newId), ...(options.signers ?? [])];
+    const trusted = [toPublicIdentity(newId), ...this.#trustedSigners, ...(options.signers ?? [])];
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       let conflicts = 0;
       let current = 0;
@@ -470,7 +548,7 @@ export class KeyManager {
           untouched++;
           continue;
         }
-        const resealed = this.#reseal(stored.bytes, header, oldId, newId, trusted);
+        const resealed = this.#reseal(stored.bytes, header, oldId, newId, trusted, options);
         report.attempted++;
         if (await repo.compareAndSwap(stored.name, stored.bytes, resealed)) {
           report.rewrapped.push(`${repo.description}: ${stored.name}`);
@@ -490,8 +568,9 @@ export class KeyManager {
     });
   }
 
-  #reseal(bytes: Uint8Array, header: CapsuleHeader, oldId: SecretIdentity, newId: SecretIdentity, trusted: PublicIdentity[]): Uint8Array {
-    const cmk = unwrapKey(bytes, oldId, { signers: trusted });
+  #reseal(bytes: Uint8Array, header: CapsuleHeader, oldId: SecretIdentity, newId: SecretIdentity, trusted: PublicIdentity[], options: RotateOptions): Uint8Array {
+    if (!header.signed) this.#checkUnsignedAllowed(header, options.allowUnsigned ?? this.#allowUnsigned);
+    const cmk = withTrustHint(header, () => unwrapKey(bytes, oldId, { signers: trusted }));
     let check: Uint8Array | undefined;
     try {
       // Re-sign only what was signed: signing an unsigned capsule would vouch for a CMK nobody vouched for.
@@ -593,6 +672,30 @@ export class KeyManager {
     if (entry.timer !== undefined) clearTimeout(entry.timer);
     this.#cache.delete(account);
     wipeSecretIdentity(entry.identity);
+  }
+}
+
+const TRUST_HINT =
+  'if you seeded it yourself from a machine without the identity, run `mongo-capsule endorse` on the owner\'s machine; ' +
+  'if another owner signed it, trust their public identity (`--trust <pub.json>`, KeyManager option `trustedSigners`); ' +
+  'otherwise someone replaced the capsule: restore it from a backup';
+
+function unsignedCapsule(header: CapsuleHeader): SignatureInvalidError {
+  return new SignatureInvalidError(
+    `capsule ${JSON.stringify(header.name)} is not signed: anyone with the public identity can seal a CMK of their choosing, so it is refused`,
+    { hint: `${TRUST_HINT}; only for a capsule store nobody else can write, opt in with \`--allow-unsigned\` (option \`allowUnsigned\`)` },
+  );
+}
+
+/** Gives a signer the opener does not trust a hint that names the ways to trust it. */
+function withTrustHint<T>(header: CapsuleHeader, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof SignerUnknownError) {
+      throw new SignerUnknownError(`capsule ${JSON.stringify(header.name)} is signed by key ${header.signerKid}, which is not trusted`, { hint: TRUST_HINT, cause: e });
+    }
+    throw e;
   }
 }
 

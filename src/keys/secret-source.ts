@@ -191,6 +191,7 @@ export async function unwrapWithKeychain(
     return await manager.unwrap(capsule, name, {
       ...(options.signers ? { signers: options.signers } : {}),
       ...(options.requireSignature ? { requireSignature: true } : {}),
+      ...(options.allowUnsigned ? { allowUnsigned: true } : {}),
     });
   } finally {
     manager.clearCache();

@@ -19,7 +19,7 @@
  *   open with the retired (perhaps compromised) key.
  */
 import { createHash } from 'node:crypto';
-import { Binary, MongoServerError, type Collection, type Document, type MongoClient } from 'mongodb';
+import { Binary, MongoServerError, type Collection, type Document, MongoClient } from 'mongodb';
 import { capsuleFromDocument, capsuleToDocument, parseCapsule, type CapsuleHeader } from '../crypto/index.ts';
 import { CapsuleConflictError, CapsuleFormatError, CapsuleNotFoundError, InvalidArgumentError } from '../errors.ts';
 import type { CapsuleRepository, StoredCapsule } from '../keys/capsule-repository.ts';
@@ -102,15 +102,33 @@ function toBytes(b: unknown): Uint8Array {
   throw new CapsuleFormatError('stored capsule field is not binary');
 }
 
+/** `srv:<host>` or the sorted seed list, plus `/<replicaSet>`: never a user name or password. */
+export function clusterLocator(client: MongoClient): string {
+  const o = client.options as { srvHost?: string; hosts?: { toString(): string }[]; replicaSet?: string };
+  const where = o.srvHost ? `srv:${o.srvHost.toLowerCase()}` : (o.hosts ?? []).map((h) => String(h).toLowerCase()).sort().join(',');
+  return `${where}/${o.replicaSet ?? ''}`;
+}
+
+/** The locator of the cluster a connection string names, without connecting. */
+export function clusterLocatorOf(uri: string): string {
+  return clusterLocator(new MongoClient(uri));
+}
+
 export class CapsuleStore implements CapsuleRepository {
   readonly namespace: string;
   readonly description: string;
+  /**
+   * Which cluster this is, without credentials: the seed list (or SRV host) and the replica set name. Keys the
+   * local replay marks (capsule-watermarks.ts).
+   */
+  readonly locator: string;
   readonly #capsules: Collection;
   readonly #history: Collection;
   #indexes: Promise<void> | undefined;
 
   constructor(client: MongoClient, options: CapsuleStoreOptions = {}) {
     this.namespace = options.namespace ?? DEFAULT_CAPSULE_NAMESPACE;
+    this.locator = clusterLocator(client);
     const { db, collection } = parseNamespace(this.namespace, 'CapsuleStore');
     // The capsule is the only copy of the CMK: read it from the primary, and count a write only once a majority
     // has it, so that a failover can neither roll a capsule back nor show a stale one, whatever read and write

@@ -21,6 +21,7 @@
  */
 import { type Binary, ClientEncryption, MongoClient, type KMSProviders, type MongoClientOptions } from 'mongodb';
 import { CapsuleConflictError, CmkRotatedError, InvalidArgumentError } from '../errors.ts';
+import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWatermarkStore } from '../keys/capsule-watermarks.ts';
 import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
@@ -51,8 +52,15 @@ export interface CapsuleKeys {
   wipe(): void;
 }
 
+/** Where the replay marks live and which capsule is checked (see capsule-watermarks.ts). */
+export interface ReplayGuard {
+  store: CapsuleWatermarkStore;
+  key: string;
+  acceptRollback?: boolean;
+}
+
 /** Unwraps the live capsule (and a pending rotation's next capsule) into local KMS provider settings. */
-export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper): Promise<CapsuleKeys> {
+export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper, replay?: ReplayGuard): Promise<CapsuleKeys> {
   const open = toUnwrapFn(unwrap);
   const buffers: Uint8Array[] = [];
   const wipe = () => {
@@ -62,6 +70,8 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper): Pro
     const kmsProviders: Record<string, { key: Buffer }> = {};
     const live = await open(record.bytes);
     buffers.push(live);
+    // Only after the unwrap verified the signature: the mark is raised only by capsules the owner vouched for.
+    if (replay) await checkWatermark(replay.store, replay.key, { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.header.name}`, replay.acceptRollback);
     kmsProviders[record.kmsProvider] = { key: asBuffer(live) };
     let writeProvider = record.kmsProvider;
     if (record.pendingRotation) {
@@ -108,6 +118,13 @@ export interface OpenEncryptedClientOptions {
   refreshIntervalMS?: number;
   /** libmongocrypt's data-key cache lifetime (driver default 60 s; 0: never expire). */
   keyExpirationMS?: number;
+  /**
+   * Replay marks: refuse a capsule older than the newest this machine opened (default: a file under the state
+   * directory; `false` disables the check).
+   */
+  watermarks?: CapsuleWatermarkStore | false;
+  /** Open an older capsule on purpose (a restored backup) and lower the mark to it. */
+  acceptRollback?: boolean;
 }
 
 export interface EncryptedClient extends AsyncDisposable {
@@ -174,8 +191,10 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
   const keyVaultClient = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting to load the capsule' });
   const store = new CapsuleStore(keyVaultClient, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
 
+  const marks = options.watermarks === undefined ? new FileCapsuleWatermarks() : options.watermarks;
+  const replay = marks === false ? undefined : { store: marks, key: watermarkKey(store.locator, store.namespace, capsuleName), acceptRollback: options.acceptRollback === true };
   const build = async (record: CapsuleRecord): Promise<Generation> => {
-    const keys = await capsuleKeys(record, unwrap);
+    const keys = await capsuleKeys(record, unwrap, replay);
     let client: MongoClient | undefined;
     try {
       const autoEncryption = { keyVaultNamespace, kmsProviders: keys.kmsProviders, bypassAutoEncryption: true, keyVaultClient, ...expiry };

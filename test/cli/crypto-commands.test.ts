@@ -85,7 +85,7 @@ describe('wrap, inspect, unwrap', () => {
     const wrapped = await run(['wrap', '--pub', p('alice.pub.json'), '--in', '-', '--out', '-'], cmk);
     expect(wrapped.code).toBe(0);
     await writeFile(p('piped.cap'), wrapped.stdout);
-    const opened = await run(['unwrap', '--secret', p('alice.secret.json'), '--in', '-', '--out', '-'], wrapped.stdout);
+    const opened = await run(['unwrap', '--secret', p('alice.secret.json'), '--in', '-', '--out', '-', '--allow-unsigned'], wrapped.stdout);
     expect(opened.code).toBe(0);
     expect(new Uint8Array(opened.stdout)).toEqual(cmk);
   });
@@ -101,7 +101,7 @@ describe('wrap, inspect, unwrap', () => {
 
   it('a wrong key is one clear line and a hint, no stack trace, nothing written', async () => {
     await run(['keygen', '--suite', 'ml-kem-768', '--pub-out', p('bob.pub.json'), '--secret-out', p('bob.secret.json')]);
-    const r = await run(['unwrap', '--secret', p('bob.secret.json'), '--in', p('c.cap'), '--out', p('bob.out')]);
+    const r = await run(['unwrap', '--secret', p('bob.secret.json'), '--in', p('c.cap'), '--out', p('bob.out'), '--allow-unsigned']);
     expect(r.code).toBe(1);
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines).toHaveLength(2);
@@ -111,11 +111,22 @@ describe('wrap, inspect, unwrap', () => {
     await expect(stat(p('bob.out'))).rejects.toThrow();
   });
 
+  it('an unsigned capsule is refused unless --allow-unsigned, which warns', async () => {
+    const refused = await run(['unwrap', '--secret', p('alice.secret.json'), '--in', p('c.cap'), '--out', p('u.out')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/is not signed/);
+    expect(refused.stderr).toMatch(/hint: .*--allow-unsigned/);
+    await expect(stat(p('u.out'))).rejects.toThrow();
+    const allowed = await run(['unwrap', '--secret', p('alice.secret.json'), '--in', p('c.cap'), '--out', p('u.out'), '--allow-unsigned']);
+    expect(allowed.code).toBe(0);
+    expect(allowed.stderr).toMatch(/warning: .*UNSIGNED/);
+  });
+
   it('a tampered capsule is rejected', async () => {
     const bytes = await readFile(p('c.cap'));
     bytes[60]! ^= 0x01;
     await writeFile(p('tampered.cap'), bytes);
-    const r = await run(['unwrap', '--secret', p('alice.secret.json'), '--in', p('tampered.cap'), '--out', p('t.out')]);
+    const r = await run(['unwrap', '--secret', p('alice.secret.json'), '--in', p('tampered.cap'), '--out', p('t.out'), '--allow-unsigned']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/wrong key or tampered capsule|signature verification failed/);
   });

@@ -10,6 +10,8 @@ import { parseProvisionRequest } from '../../src/cli/provision-command.ts';
 import { encodePublicIdentity, encodeSecretIdentity, generateIdentity, toPublicIdentity, wipeSecretIdentity } from '../../src/crypto/index.ts';
 import { UsageError } from '../../src/errors.ts';
 import { describeIf } from '../support/skip.ts';
+import { MongoClient } from 'mongodb';
+import { CapsuleStore } from '../../src/mongo/index.ts';
 import { DEFAULT_CLI_PATH } from '../../infra/provisioning.ts';
 import { provisioner, type ProvisionInputs } from '../../infra/provisioner.ts';
 import { loadLikeTheHost } from './support/dynamic-host.ts';
@@ -115,6 +117,7 @@ describeIf(server.kind !== 'none', server.reason || 'no MongoDB test server')('p
     const pub = encodePublicIdentity(toPublicIdentity(id));
     const secret = encodeSecretIdentity(id);
     const kid = id.kid;
+    const signerKid = id.signer.kid;
     wipeSecretIdentity(id);
     const env = { MONGO_CAPSULE_SECRET_IDENTITY: secret };
     const capsuleName = `infra-${randomBytes(4).toString('hex')}`;
@@ -125,6 +128,26 @@ describeIf(server.kind !== 'none', server.reason || 'no MongoDB test server')('p
     expect(first.stderr).not.toMatch(/^error/m);
     expect(first.code).toBe(0);
     expect(JSON.parse(first.stdout)).toEqual({ capsuleName, kid, created: true, dataKeyIds: {} });
+    // What `npm run up` and external mode store is signed by the identity (the default `sign: true`).
+    const plain = await MongoClient.connect(server.uri);
+    try {
+      const stored = await new CapsuleStore(plain).load(capsuleName);
+      expect(stored.header.signed).toBe(true);
+      expect(stored.header.signerKid).toBe(signerKid);
+    } finally {
+      await plain.close();
+    }
+    // `sign: false` where the identity is at hand would store a capsule every opener refuses: refused, nothing written.
+    const unsignedName = `${capsuleName}-u`;
+    const unsigned = await cli(['provision', '--json'], JSON.stringify({ ...req, capsuleName: unsignedName, sign: false }), env);
+    expect(unsigned.code).not.toBe(0);
+    expect(unsigned.stderr).toMatch(/mongo-capsule:sign is false/);
+    const check = await MongoClient.connect(server.uri);
+    try {
+      expect(await new CapsuleStore(check).find(unsignedName)).toBeNull();
+    } finally {
+      await check.close();
+    }
 
     const second = await cli(['provision', '--json'], JSON.stringify(req), env);
     expect(second.code).toBe(0);

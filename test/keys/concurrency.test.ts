@@ -48,8 +48,8 @@ class SlowKeychain extends MemoryKeychain {
 describe('one writer per identity', () => {
   it('a second rotation while one runs is refused, and every capsule still opens afterwards', async () => {
     const keychain = new MemoryKeychain();
-    const a = new KeyManager({ keychain });
-    const b = new KeyManager({ keychain });
+    const a = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
+    const b = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
     const pub = await a.initialize('default', 'ml-kem-768');
     const repo = new MemoryRepository();
     for (let i = 0; i < 4; i++) repo.capsules.set(`c${i}.capsule`, wrapKey(generateCmk(), pub, { name: `c${i}` }));
@@ -88,7 +88,7 @@ describe('one writer per identity', () => {
 describe('the cache never serves what is gone', () => {
   it('a load in flight during delete does not put the deleted identity back', async () => {
     const keychain = new SlowKeychain();
-    const manager = new KeyManager({ keychain });
+    const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
     await manager.initialize('default', 'ml-kem-768');
     manager.clearCache();
     keychain.hold();
@@ -102,8 +102,8 @@ describe('the cache never serves what is gone', () => {
 
   it('after another process rotated, unwrap reads the keychain again instead of failing for five minutes', async () => {
     const keychain = new MemoryKeychain();
-    const app = new KeyManager({ keychain });
-    const ops = new KeyManager({ keychain });
+    const app = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
+    const ops = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
     const pub = await app.initialize('default', 'ml-kem-768');
     const repo = new MemoryRepository();
     const cmk = generateCmk();
@@ -128,7 +128,7 @@ describe('migration never deletes a file it did not provably copy', () => {
 
   it('a secret identity file whose signing key differs from the keychain\'s is refused and kept', async () => {
     const keychain = new MemoryKeychain();
-    const manager = new KeyManager({ keychain });
+    const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
     await manager.initialize('default', 'ml-kem-768');
     const held = await manager.getSecretIdentity('default');
     // Same KEM key, another ML-DSA key: deleting this file would lose that signing key.
@@ -144,7 +144,7 @@ describe('migration never deletes a file it did not provably copy', () => {
 describe('publishing the new public identity', () => {
   it('happens before the old key is retired; when it fails, both keys stay and a rerun finishes', async () => {
     const keychain = new MemoryKeychain();
-    const manager = new KeyManager({ keychain });
+    const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
     const pub = await manager.initialize('default', 'ml-kem-768');
     const repo = new MemoryRepository();
     repo.capsules.set('a.capsule', wrapKey(generateCmk(), pub, { name: 'a' }));

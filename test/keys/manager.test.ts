@@ -8,7 +8,7 @@ import { isZero, manualClock } from './support.ts';
 function setup(ttl = 60_000) {
   const keychain = new MemoryKeychain();
   const clock = manualClock();
-  const manager = new KeyManager({ keychain, cacheTtlMs: ttl, now: clock.now });
+  const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain, cacheTtlMs: ttl, now: clock.now });
   const reads = vi.spyOn(keychain, 'retrieve');
   return { keychain, clock, manager, reads };
 }
@@ -229,5 +229,30 @@ describe('KeyManager.unwrap', () => {
     expect(await manager.unwrap(wrapKey(cmk, old, { name: 'c' }))).toEqual(cmk);
     const stranger = generateIdentity('ml-kem-768', { name: 'x' });
     await expect(manager.unwrap(wrapKey(cmk, stranger, { name: 'c' }))).rejects.toMatchObject({ code: 'KEYCHAIN_ENTRY_CORRUPT' });
+  });
+});
+
+describe('KeyManager.unwrap signatures', () => {
+  it('requires a trusted signature by default; trustedSigners, per-call signers and allowUnsigned (which warns) are the opt-ins', async () => {
+    const keychain = new MemoryKeychain();
+    const pub = await new KeyManager({ keychain }).initialize('default', 'ml-kem-768');
+    const other = generateIdentity('ml-kem-768', { name: 'other' });
+    const cmk = generateCmk();
+    const unsigned = wrapKey(cmk, pub, { name: 'u' });
+    const foreign = wrapKey(cmk, pub, { name: 'f', signer: other });
+    const strict = new KeyManager({ keychain });
+    await expect(strict.unwrap(unsigned)).rejects.toMatchObject({ code: 'SIGNATURE_INVALID', hint: expect.stringMatching(/mongo-capsule endorse.*--trust <pub\.json>/) });
+    await expect(strict.unwrap(foreign)).rejects.toMatchObject({ code: 'SIGNER_UNKNOWN', hint: expect.stringMatching(/--trust <pub\.json>/) });
+    expect(await strict.unwrap(foreign, 'default', { signers: [toPublicIdentity(other)] })).toEqual(cmk);
+    expect(await new KeyManager({ keychain, trustedSigners: [toPublicIdentity(other)] }).unwrap(foreign)).toEqual(cmk);
+    const warnings: string[] = [];
+    expect(await strict.unwrap(unsigned, 'default', { allowUnsigned: true })).toEqual(cmk);
+    const lax = new KeyManager({ keychain, allowUnsigned: true, onWarning: (m) => warnings.push(m) });
+    expect(await lax.unwrap(unsigned)).toEqual(cmk);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/UNSIGNED/);
+    await expect(lax.unwrap(unsigned, 'default', { requireSignature: true })).rejects.toMatchObject({ code: 'SIGNATURE_INVALID' });
+    strict.clearCache();
+    lax.clearCache();
   });
 });

@@ -16,7 +16,7 @@ interface World {
 /** Identity "default" with two repositories: signed and unsigned capsules for it, and one for another identity. */
 async function world(): Promise<World> {
   const keychain = new MemoryKeychain();
-  const manager = new KeyManager({ keychain });
+  const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain });
   const oldPub = await manager.initialize('default', 'ml-kem-768');
   const signer = await manager.getSecretIdentity('default');
   const stranger = generateIdentity('ml-kem-768', { name: 'other' });
@@ -39,7 +39,7 @@ async function world(): Promise<World> {
 /** After a completed rotation: one identity, new kid, every own capsule re-sealed and opening to its original CMK. */
 async function expectRotated(w: World, expectedSigned: Record<string, boolean>) {
   expect(w.keychain.accounts()).toEqual(['default']);
-  const manager = new KeyManager({ keychain: w.keychain });
+  const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain });
   const id = await manager.getSecretIdentity('default');
   expect(id.kid).not.toBe(w.oldPub.kid);
   for (const repo of w.repos) {
@@ -64,7 +64,7 @@ const SIGNED = { 'one.capsule': true, 'two.capsule': false, 'three.capsule': tru
 describe('KeyManager.rotate', () => {
   it('re-seals every capsule of the identity, keeps signed/unsigned as it was, leaves others alone, retires the old key', async () => {
     const w = await world();
-    const manager = new KeyManager({ keychain: w.keychain });
+    const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain });
     const report = await manager.rotate('default', w.repos);
     expect(report).toMatchObject({ oldKid: w.oldPub.kid, resumed: false, current: 3, untouched: 1, discardedDamagedSlot: null });
     expect(report.rewrapped.sort()).toEqual(['repo-a: one.capsule', 'repo-a: two.capsule', 'repo-b: three.capsule']);
@@ -75,26 +75,26 @@ describe('KeyManager.rotate', () => {
 
   it('can move to another suite', async () => {
     const w = await world();
-    const report = await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos, { suite: 'x-wing' });
+    const report = await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos, { suite: 'x-wing' });
     expect(report.publicIdentity.suite).toBe('x-wing');
     await expectRotated(w, SIGNED);
   });
 
   it('refuses to rotate an identity that does not exist', async () => {
-    const manager = new KeyManager({ keychain: new MemoryKeychain() });
+    const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: new MemoryKeychain() });
     await expect(manager.rotate('default', [])).rejects.toMatchObject({ code: 'NOT_INITIALIZED' });
   });
 
   it('stops before retiring the old key when a capsule cannot be parsed, and names it', async () => {
     const w = await world();
     w.repos[0]!.capsules.set('junk.capsule', new Uint8Array([1, 2, 3]));
-    const err = await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos).catch((e) => e);
+    const err = await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos).catch((e) => e);
     expect(err).toMatchObject({ code: 'CAPSULE_FORMAT' });
     expect(err.message).toContain('junk.capsule');
     expect(w.keychain.accounts()).toEqual(['default', 'default~next']);
     w.repos[0]!.capsules.delete('junk.capsule');
     expect(await unopenable(w.keychain, w.repos, [w.foreign.kid])).toEqual([]);
-    expect((await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos)).resumed).toBe(true);
+    expect((await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos)).resumed).toBe(true);
     await expectRotated(w, SIGNED);
   });
 
@@ -104,8 +104,8 @@ describe('KeyManager.rotate', () => {
     const cmk = generateCmk();
     w.cmks.set('repo-a/seeded.capsule', cmk);
     w.repos[0]!.capsules.set('seeded.capsule', wrapKey(cmk, w.oldPub, { name: 'seeded.capsule', signer: seeder }));
-    await expect(new KeyManager({ keychain: w.keychain }).rotate('default', w.repos)).rejects.toMatchObject({ code: 'SIGNER_UNKNOWN' });
-    await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos, { signers: [toPublicIdentity(seeder)] });
+    await expect(new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos)).rejects.toMatchObject({ code: 'SIGNER_UNKNOWN' });
+    await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos, { signers: [toPublicIdentity(seeder)] });
     await expectRotated(w, { ...SIGNED, 'seeded.capsule': true });
   });
 
@@ -118,14 +118,14 @@ describe('KeyManager.rotate', () => {
       if (losses-- > 0) return false;
       return MemoryRepository.prototype.compareAndSwap.call(racy, name, expected, next);
     };
-    await new KeyManager({ keychain: w.keychain }).rotate('default', [racy, w.repos[1]!]);
+    await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', [racy, w.repos[1]!]);
     await expectRotated(w, SIGNED);
 
     const w2 = await world();
     const hostile = new MemoryRepository('hostile');
     hostile.capsules = w2.repos[0]!.capsules;
     hostile.compareAndSwap = async () => false;
-    await expect(new KeyManager({ keychain: w2.keychain }).rotate('default', [hostile], { maxAttempts: 3 })).rejects.toMatchObject({ code: 'CAPSULE_CONFLICT' });
+    await expect(new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w2.keychain }).rotate('default', [hostile], { maxAttempts: 3 })).rejects.toMatchObject({ code: 'CAPSULE_CONFLICT' });
     expect(await unopenable(w2.keychain, w2.repos, [w2.foreign.kid])).toEqual([]);
   });
 
@@ -143,7 +143,7 @@ describe('KeyManager.rotate', () => {
         w.repos[1]!.capsules.set('late.capsule', wrapKey(cmk, w.oldPub, { name: 'late.capsule' }));
       }
     };
-    await new KeyManager({ keychain }).rotate('default', w.repos);
+    await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain }).rotate('default', w.repos);
     expect(injected).toBe(true);
     await expectRotated(w, { ...SIGNED, 'late.capsule': false });
   });
@@ -167,7 +167,7 @@ describe('KeyManager.rotate under failures', () => {
           const bad = await unopenable(w.keychain, w.repos, [w.foreign.kid]);
           if (bad.length > 0) throw new Error(`invariant broken after "${where}": ${bad.join(', ')}`);
         };
-        const manager = new KeyManager({ keychain: new FaultyKeychain(w.keychain, plan) });
+        const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: new FaultyKeychain(w.keychain, plan) });
         const repos = w.repos.map((r) => new FaultyRepository(r, plan));
         try {
           await manager.rotate('default', repos);
@@ -222,9 +222,9 @@ describe('KeyManager.rotate under failures', () => {
         }
         return originalStore(account, secret);
       };
-      await expect(new KeyManager({ keychain }).rotate('default', w.repos)).rejects.toBeInstanceOf(InjectedFault);
+      await expect(new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain }).rotate('default', w.repos)).rejects.toBeInstanceOf(InjectedFault);
       expect(await unopenable(w.keychain, w.repos, [w.foreign.kid])).toEqual([]);
-      const report = await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos);
+      const report = await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos);
       expect(report.discardedDamagedSlot).toBe(slot);
       await expectRotated(w, SIGNED);
     }
@@ -234,7 +234,7 @@ describe('KeyManager.rotate under failures', () => {
     const keychain = new MemoryKeychain();
     const lone = generateIdentity('ml-kem-768', { name: 'default' });
     await keychain.store('default~next', new TextEncoder().encode(encodeSecretIdentity(lone)));
-    await expect(new KeyManager({ keychain }).rotate('default', [])).rejects.toMatchObject({ code: 'KEYCHAIN_ENTRY_CORRUPT' });
+    await expect(new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain }).rotate('default', [])).rejects.toMatchObject({ code: 'KEYCHAIN_ENTRY_CORRUPT' });
     expect(keychain.accounts()).toEqual(['default~next']);
   });
 });

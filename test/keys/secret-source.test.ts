@@ -109,7 +109,7 @@ describe('environment opt-in', () => {
     await keychain.store('default~next', new TextEncoder().encode(encodeSecretIdentity(next)));
     const cmk = generateCmk();
     const options = { env: {}, keychain };
-    expect(await unwrapWithKeychain(wrapKey(cmk, active, { name: 'a' }), 'default', options)).toEqual(cmk);
+    expect(await unwrapWithKeychain(wrapKey(cmk, active, { name: 'a' }), 'default', { ...options, allowUnsigned: true })).toEqual(cmk);
     expect(await unwrapWithKeychain(wrapKey(cmk, next, { name: 'b', signer: next }), 'default', { ...options, requireSignature: true })).toEqual(cmk);
     await expect(unwrapWithKeychain(wrapKey(cmk, active, { name: 'a' }), 'default', { ...options, requireSignature: true })).rejects.toMatchObject({ code: 'SIGNATURE_INVALID' });
   });

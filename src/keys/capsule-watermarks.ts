@@ -1,0 +1,107 @@
+/**
+ * Replay protection for capsules: a local high-water mark per (cluster, capsule namespace, capsule name) of the
+ * newest capsule this machine has opened (its signed `createdAt`, and its sha256). A database writer cannot forge
+ * the owner's signature, but could write back an older capsule the owner once signed, whose CMK a rotation
+ * retired; the mark refuses that. It is trust-on-first-use, per machine and per state directory.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CapsuleReplayError } from '../errors.ts';
+import { writeFileAtomic } from '../files.ts';
+import { stateDir } from '../state-dir.ts';
+
+export interface CapsuleWatermark {
+  /** The capsule header's createdAt, ms since the epoch (covered by the signature). */
+  createdAt: number;
+  sha256: string;
+}
+
+export interface CapsuleWatermarkStore {
+  get(key: string): Promise<CapsuleWatermark | undefined>;
+  /** Raise the mark of `key` to `mark` if it is newer; never lowers it. */
+  raise(key: string, mark: CapsuleWatermark, options?: { replace?: boolean }): Promise<void>;
+}
+
+/** The key of one capsule: a credential-free cluster locator, the capsule namespace and the capsule name. */
+export function watermarkKey(locator: string, namespace: string, name: string): string {
+  return JSON.stringify([locator, namespace, name]);
+}
+
+function newer(a: CapsuleWatermark, b: CapsuleWatermark | undefined): boolean {
+  return b === undefined || a.createdAt > b.createdAt;
+}
+
+/**
+ * Throws CapsuleReplayError when `seen` is older than the mark (or as old with other bytes), unless
+ * `acceptRollback`; otherwise raises the mark.
+ */
+export async function checkWatermark(store: CapsuleWatermarkStore, key: string, seen: CapsuleWatermark, what: string, acceptRollback = false): Promise<void> {
+  const mark = await store.get(key);
+  if (!acceptRollback) assertNotOlder(mark, seen, what);
+  if (acceptRollback && mark !== undefined && !newer(seen, mark) && seen.sha256 !== mark.sha256) {
+    await store.raise(key, seen, { replace: true });
+    return;
+  }
+  await store.raise(key, seen);
+}
+
+/** Throws CapsuleReplayError when `seen` is older than `mark`, or as old with other bytes; raises nothing. */
+export function assertNotOlder(mark: CapsuleWatermark | undefined, seen: CapsuleWatermark, what: string): void {
+  if (mark !== undefined && (seen.createdAt < mark.createdAt || (seen.createdAt === mark.createdAt && seen.sha256 !== mark.sha256))) {
+    throw new CapsuleReplayError(
+      `${what} was created ${new Date(seen.createdAt).toISOString()}, but this machine already opened a newer one (created ${new Date(mark.createdAt).toISOString()}): an older generation was written back`,
+    );
+  }
+}
+
+/** In memory (tests, short-lived processes). */
+export class MemoryCapsuleWatermarks implements CapsuleWatermarkStore {
+  readonly #marks = new Map<string, CapsuleWatermark>();
+  async get(key: string): Promise<CapsuleWatermark | undefined> {
+    return this.#marks.get(key);
+  }
+  async raise(key: string, mark: CapsuleWatermark, options: { replace?: boolean } = {}): Promise<void> {
+    if (options.replace || newer(mark, this.#marks.get(key))) this.#marks.set(key, { ...mark });
+  }
+}
+
+/** JSON under the state directory (mode 0600, atomic replace; read-merge-max, so concurrent writers never lower a mark). */
+export class FileCapsuleWatermarks implements CapsuleWatermarkStore {
+  readonly path: string;
+  constructor(path = join(stateDir(), 'capsule-watermarks.json')) {
+    this.path = path;
+  }
+
+  async #read(): Promise<Record<string, CapsuleWatermark>> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw e;
+    }
+    const parsed = JSON.parse(text) as unknown;
+    return parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, CapsuleWatermark>) : {};
+  }
+
+  async get(key: string): Promise<CapsuleWatermark | undefined> {
+    const m = (await this.#read())[key];
+    return m !== undefined && typeof m.createdAt === 'number' && typeof m.sha256 === 'string' ? m : undefined;
+  }
+
+  async raise(key: string, mark: CapsuleWatermark, options: { replace?: boolean } = {}): Promise<void> {
+    await mkdir(join(this.path, '..'), { recursive: true, mode: 0o700 });
+    // Another process may write between our read and our rename: read back and merge again until ours holds.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const all = await this.#read();
+      const current = all[key];
+      if (!options.replace && !newer(mark, current)) return;
+      if (options.replace && current?.sha256 === mark.sha256 && current.createdAt === mark.createdAt) return;
+      all[key] = { createdAt: mark.createdAt, sha256: mark.sha256 };
+      await writeFileAtomic(this.path, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600, replace: true });
+      options = {};
+      const back = (await this.#read())[key];
+      if (back !== undefined && !newer(mark, back)) return;
+    }
+  }
+}
