@@ -118,7 +118,7 @@ describeIf(npm !== undefined, 'npm is not on PATH: the package is not packed and
   }, 240_000);
 
   it('holds the compiled library, the CLI and the docs, and no tests, sources, caches, state, build output or secrets', () => {
-    const allowed = /^(package\.json|README\.md|LICENSE|bin\/mongo-capsule|dist\/.+\.(js|d\.ts)|docs\/[\w.-]+\.(md|json))$/;
+    const allowed = /^(package\.json|README\.md|LICENSE|bin\/mongo-capsule|dist\/.+\.(js|mjs|d\.ts|d\.mts)|docs\/[\w.-]+\.(md|json))$/;
     expect(files.filter((f) => !allowed.test(f))).toEqual([]);
     expect(files).toEqual(expect.arrayContaining(['package.json', 'bin/mongo-capsule', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']));
     for (const bad of [/^test\//, /^src\//, /\.node$/, /\.secret\.json$/, /\.(pem|key|keyfile)$/, /\.pulumi-state/, /(^|\/)\.env$/, /node_modules/, /cache/i, /\.tsbuildinfo$/]) {
