@@ -52,7 +52,8 @@ export type ErrorCode =
   // signatures and endorsement
   | 'CAPSULE_OTHER_KEY'
   | 'ENDORSE_REFUSED'
-  | 'CAPSULE_REPLAY';
+  | 'CAPSULE_REPLAY'
+  | 'CAPSULE_WATERMARKS_CORRUPT';
 
 export interface MongoCapsuleErrorOptions {
   /** What the user can do about it; printed by the CLI under the message. */
@@ -482,6 +483,19 @@ export class CapsuleReplayError extends MongoCapsuleError {
     super('CAPSULE_REPLAY', message, {
       hint: 'someone wrote back an older capsule: restore the newest one from a backup. If you restored an older backup on purpose, open it once with `acceptRollback: true` (CLI `--accept-rollback`)',
       ...options,
+    });
+  }
+}
+
+/**
+ * The replay marks of this machine (capsule-watermarks.json) cannot be read. Refused rather than treated as
+ * empty: an empty record would accept any older capsule generation again.
+ */
+export class CapsuleWatermarksCorruptError extends MongoCapsuleError {
+  constructor(path: string, why: string, cause?: unknown) {
+    super('CAPSULE_WATERMARKS_CORRUPT', `the capsule replay marks ${path} cannot be read: ${why}`, {
+      hint: 'repair the file or move it away (it holds no secret); without it this machine accepts the next capsule it sees as the newest (trust on first use again)',
+      ...(cause === undefined ? {} : { cause }),
     });
   }
 }

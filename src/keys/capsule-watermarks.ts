@@ -4,10 +4,10 @@
  * the owner's signature, but could write back an older capsule the owner once signed, whose CMK a rotation
  * retired; the mark refuses that. It is trust-on-first-use, per machine and per state directory.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CapsuleReplayError } from '../errors.ts';
-import { writeFileAtomic } from '../files.ts';
+import { CapsuleReplayError, CapsuleWatermarksCorruptError, FileNotFoundError } from '../errors.ts';
+import { readFileBounded, writeFileAtomic } from '../files.ts';
 import { stateDir } from '../state-dir.ts';
 
 export interface CapsuleWatermark {
@@ -65,6 +65,9 @@ export class MemoryCapsuleWatermarks implements CapsuleWatermarkStore {
   }
 }
 
+/** Far more marks than any machine keeps (about 150 bytes each); a larger file is not ours. */
+const MAX_FILE_BYTES = 4 * 1024 * 1024;
+
 /** JSON under the state directory (mode 0600, atomic replace; read-merge-max, so concurrent writers never lower a mark). */
 export class FileCapsuleWatermarks implements CapsuleWatermarkStore {
   readonly path: string;
@@ -75,13 +78,20 @@ export class FileCapsuleWatermarks implements CapsuleWatermarkStore {
   async #read(): Promise<Record<string, CapsuleWatermark>> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      text = new TextDecoder('utf-8', { fatal: true }).decode(await readFileBounded(this.path, MAX_FILE_BYTES, 'the capsule replay marks'));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      if (e instanceof FileNotFoundError) return {};
+      if (e instanceof TypeError) throw new CapsuleWatermarksCorruptError(this.path, 'not UTF-8 text', e);
       throw e;
     }
-    const parsed = JSON.parse(text) as unknown;
-    return parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, CapsuleWatermark>) : {};
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new CapsuleWatermarksCorruptError(this.path, 'not valid JSON', e);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CapsuleWatermarksCorruptError(this.path, 'not a JSON object');
+    return parsed as Record<string, CapsuleWatermark>;
   }
 
   async get(key: string): Promise<CapsuleWatermark | undefined> {

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { checkWatermark, FileCapsuleWatermarks, MemoryCapsuleWatermarks, watermarkKey } from '../../src/keys/capsule-watermarks.ts';
+import { CapsuleWatermarksCorruptError } from '../../src/errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'mc-marks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,6 +26,19 @@ describe('capsule watermarks', () => {
       expect(await store.get(key)).toEqual({ createdAt: 1000, sha256: 'a' });
     });
   }
+
+  it('file: a damaged record is a typed error, never an empty record that would accept any older capsule', async () => {
+    const path = join(dir, 'damaged', 'marks.json');
+    const key = watermarkKey('h/', 'n.c', 'x');
+    await new FileCapsuleWatermarks(path).raise(key, { createdAt: 5, sha256: 'e' });
+    for (const garbage of ['{"truncated": ', '[]', 'null', '\xff\xfe']) {
+      writeFileSync(path, Buffer.from(garbage, 'latin1'));
+      const err = await new FileCapsuleWatermarks(path).get(key).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CapsuleWatermarksCorruptError);
+      expect((err as CapsuleWatermarksCorruptError).code).toBe('CAPSULE_WATERMARKS_CORRUPT');
+      expect((err as CapsuleWatermarksCorruptError).hint).toMatch(/move it away/);
+    }
+  });
 
   it('file: mode 0600, and concurrent writers never lower a mark', async () => {
     const path = join(dir, 'shared', 'marks.json');
