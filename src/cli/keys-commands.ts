@@ -20,6 +20,7 @@ import { backupStatusLine } from '../keys/recovery-backup.ts';
 import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/secret-source.ts';
 import { assertNoPendingCmkRotation, CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
+import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
 import { parseCommandArgs, required, uriFrom } from './args.ts';
 import { capsuleLocationsFor, clusterLocation, directoryLocation } from './capsule-locations.ts';
 import { loadPublicIdentityFile, setKeychainResolver } from './crypto-commands.ts';
@@ -107,13 +108,15 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
   rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
-          [--replace] [--suite <id>] [--verify <pub file>]... [--trust <pub file>]... [--allow-unsigned] [--retire-unused]
+          [--replace] [--suite <id>] [--verify <pub file>]... [--trust <pub file>]... [--allow-unsigned] [--retire-unused] [--accept-rollback]
           new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
           *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
           MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
           an interrupted rotation is finished by running it again. The old key is retired only when a capsule
           sealed for the new key was found and every location recorded for the identity was searched; otherwise
           it is kept and the command exits 1 naming what is missing (--retire-unused: retire anyway)
+          A cluster capsule older than the one this machine last opened (a replayed generation) is refused
+          before anything changes (--accept-rollback: a restore you made on purpose)
   migrate --from <file> [--name <identity>] [--public <file>] [--capsule-out <file>] [--keep-file]
           move a file-based secret into the keychain, verify it, then securely delete the file:
           a secret identity file (keygen --secret-out); a raw NTRU secret key (needs --public: its raw public
@@ -172,6 +175,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     'retire-unused': { type: 'boolean' },
     trust: { type: 'string', multiple: true },
     'allow-unsigned': { type: 'boolean' },
+    'accept-rollback': { type: 'boolean' },
   });
   const name = values.name ?? 'default';
   const dirs = values.capsules ?? [];
@@ -218,8 +222,15 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     if (client !== undefined) {
       const store = new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection });
       await assertNoPendingCmkRotation(store, Object.values(before.slots).filter((k): k is string => k !== null));
-      // Reading the collection now proves it can be searched, before a key is written.
-      await store.list();
+      // Reading the collection now proves it can be searched, before a key is written. A re-seal gives a capsule
+      // a new creation time, so a replayed older generation must be refused here: re-sealed, it would pass every
+      // later replay check.
+      const held = new Set(Object.values(before.slots).filter((k): k is string => k !== null));
+      const marks = new FileCapsuleWatermarks();
+      for (const record of await store.list()) {
+        if (!held.has(record.header.kid) || values['accept-rollback']) continue;
+        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.name}`);
+      }
       repositories.push(store);
     }
     try {

@@ -350,6 +350,15 @@ ${NAMESPACE_HELP}
                 ? `; CMK rotation ${p.id} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` or undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\``
                 : '';
               add(pending ? 'warn' : 'ok', 'capsule', `${capsuleName}: suite ${h.suite}, kid ${h.kid}, ${h.signed ? 'signed' : 'UNSIGNED'}, generation ${found.generation}${pending}`);
+              // A validly signed but older generation (a replay of a capsule a rotation retired) opens fine: only the
+              // mark of the newest generation this machine opened tells it apart.
+              try {
+                const mark = await new FileCapsuleWatermarks().get(watermarkKey(store.locator, store.namespace, capsuleName));
+                assertNotOlder(mark, { createdAt: h.createdAt.getTime(), sha256: found.sha256 }, `capsule ${capsuleName}`);
+                add('ok', 'replay', mark === undefined ? 'this machine has not opened this capsule before: nothing to compare with' : 'not older than the generation this machine last opened');
+              } catch (e) {
+                add('fail', 'replay', why(e));
+              }
             }
           } catch (e) {
             add('fail', 'capsule', why(e));

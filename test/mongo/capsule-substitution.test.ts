@@ -222,6 +222,16 @@ describeIf(reason === '', reason)(`capsule substitution (${server.description})`
     expect(rr.code).not.toBe(0);
     expect(rr.stderr).toMatch(/already opened a newer one/);
     expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
+    // doctor reports it, and a KEM rotation must not launder it: re-sealed, the old CMK would carry a new time.
+    const doctor = await run(['doctor', '--identity', name, '--capsule', gen, '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace], env);
+    expect(doctor.code).not.toBe(0);
+    expect(doctor.stdout).toMatch(/FAIL\s+replay\s+.*already opened a newer one/);
+    const slots = (await km.status(name)).slots;
+    const kr = await run(['keys', 'rotate', '--name', name, '--cluster', '--collection', capsuleNamespace, '--pub-out', pubFile, '--replace'], env);
+    expect(kr.code).not.toBe(0);
+    expect(kr.stderr).toMatch(/already opened a newer one/);
+    expect((await km.status(name)).slots).toEqual(slots);
+    expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
     await (await open({ acceptRollback: true })).close();
     await (await open()).close(); // the mark now follows the restored backup
   });
