@@ -11,12 +11,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileNotFoundError, InsecureFilePermissionsError, InvalidArgumentError } from '../errors.ts';
 import type { CapsuleRepository, StoredCapsule } from './capsule-repository.ts';
 import { equalBytes } from './keychain.ts';
-import { syncDirectory } from '../files.ts';
+import { INPUT_LIMITS, readFileBounded, syncDirectory } from '../files.ts';
 
 export const CAPSULE_FILE_EXTENSION = '.capsule';
 
@@ -45,7 +45,8 @@ export class FileCapsuleRepository implements CapsuleRepository {
       const st = await lstat(path);
       if (st.isSymbolicLink()) throw new InsecureFilePermissionsError(`${path} is a symbolic link; rotation only rewrites regular files`, { hint: 'replace the link with the file it points to' });
       if (!st.isFile()) continue;
-      out.push({ name, bytes: new Uint8Array(await readFile(path)) });
+      // Bounded like every other read: a huge or endless file named *.capsule is refused, not loaded.
+      out.push({ name, bytes: await readFileBounded(path, INPUT_LIMITS.capsule, 'a capsule') });
     }
     return out;
   }
@@ -67,9 +68,9 @@ export class FileCapsuleRepository implements CapsuleRepository {
       const st = await lstat(path);
       if (!st.isFile()) return false;
       mode = st.mode & 0o777;
-      current = new Uint8Array(await readFile(path));
+      current = await readFileBounded(path, INPUT_LIMITS.capsule, 'a capsule');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || e instanceof FileNotFoundError) return false;
       throw e;
     }
     if (!equalBytes(current, expected)) return false;

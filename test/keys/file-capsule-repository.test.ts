@@ -1,7 +1,8 @@
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, truncateSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InputTooLargeError } from '../../src/errors.ts';
 import { FileCapsuleRepository } from '../../src/keys/file-capsule-repository.ts';
 
 let dir: string;
@@ -23,6 +24,16 @@ describe('FileCapsuleRepository', () => {
     const list = await new FileCapsuleRepository(dir).list();
     expect(list.map((c) => c.name)).toEqual(['a.capsule', 'b.capsule']);
     expect(new TextDecoder().decode(list[0]!.bytes)).toBe('A');
+  });
+
+  it('refuses a *.capsule file larger than any capsule with a typed error, without loading it', async () => {
+    const path = join(dir, 'huge.capsule');
+    writeFileSync(path, '');
+    truncateSync(path, 1024 ** 3); // sparse: 1 GiB on paper, nothing on disk
+    const err = await new FileCapsuleRepository(dir).list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputTooLargeError);
+    expect((err as InputTooLargeError).code).toBe('INPUT_TOO_LARGE');
+    expect(await new FileCapsuleRepository(dir).compareAndSwap('huge.capsule', b('x'), b('y')).catch((e: unknown) => e)).toBeInstanceOf(InputTooLargeError);
   });
 
   it('swaps only when the bytes still match, atomically, keeping the mode and leaving no temporary file', async () => {

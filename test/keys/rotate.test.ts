@@ -250,7 +250,7 @@ describe('KeyManager.rotate: retiring the old key needs evidence', () => {
 
   it('finding no capsule of the identity keeps the old key in prev; a later call with the capsules retires it', async () => {
     const w = await world();
-    const manager = new KeyManager({ keychain: w.keychain });
+    const manager = new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain });
     const nothing = await manager.rotate('default', [new MemoryRepository('empty')]);
     expect(nothing).toMatchObject({ retired: false, current: 0, rewrapped: [] });
     expect((await manager.status('default')).slots).toEqual({ active: nothing.newKid, next: null, prev: w.oldPub.kid });
@@ -263,10 +263,10 @@ describe('KeyManager.rotate: retiring the old key needs evidence', () => {
 
   it('retire: an explicit decision overrides the default', async () => {
     const w = await world();
-    const kept = await new KeyManager({ keychain: w.keychain }).rotate('default', w.repos, { retire: () => false });
+    const kept = await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', w.repos, { retire: () => false });
     expect(kept.retired).toBe(false);
     expect(w.keychain.accounts().sort()).toEqual(['default', 'default~prev']);
-    const forced = await new KeyManager({ keychain: w.keychain }).rotate('default', [], { retire: () => true });
+    const forced = await new KeyManager({ allowUnsigned: true, onWarning: () => {}, keychain: w.keychain }).rotate('default', [], { retire: () => true });
     expect(forced.retired).toBe(true);
     await expectRotated(w, SIGNED);
   });
