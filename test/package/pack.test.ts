@@ -203,7 +203,7 @@ wrapKey('not bytes', pub, { name: 'app' });
     ok(run(bin, ['keygen', '--pub-out', 'app.pub.json', '--secret-out', 'app.secret.json'], app), 'keygen');
     const cmk = Buffer.alloc(96, 7);
     writeFileSync(join(app, 'cmk.bin'), cmk, { mode: 0o600 });
-    ok(run(bin, ['wrap', '--pub', 'app.pub.json', '--in', 'cmk.bin', '--out', 'app.capsule'], app), 'wrap');
+    ok(run(bin, ['wrap', '--pub', 'app.pub.json', '--sign', 'app.secret.json', '--in', 'cmk.bin', '--out', 'app.capsule'], app), 'wrap');
     ok(run(bin, ['unwrap', '--secret', 'app.secret.json', '--in', 'app.capsule', '--out', 'back.bin'], app), 'unwrap');
     expect(readFileSync(join(app, 'back.bin')).equals(cmk)).toBe(true);
   });
