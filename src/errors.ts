@@ -360,7 +360,9 @@ export type RecoveryErrorCode =
   | 'RECOVERY_SHARE_MISMATCH'
   | 'RECOVERY_SHARES_INSUFFICIENT'
   | 'RECOVERY_COMBINE_FAILED'
-  | 'RECOVERY_SHARE_STALE';
+  | 'RECOVERY_SHARE_STALE'
+  | 'RECOVERY_SHARE_SEALED'
+  | 'RECOVERY_SHARE_WRONG_CUSTODIAN';
 
 export interface RecoveryErrorOptions extends MongoCapsuleErrorOptions {
   /** The share (file name, or "stdin share 2") the error is about, when it is about one. */
@@ -414,6 +416,20 @@ export class RecoveryCombineError extends RecoveryError {
 export class RecoveryShareStaleError extends RecoveryError {
   constructor(message: string, options: RecoveryErrorOptions = {}) {
     super('RECOVERY_SHARE_STALE', message, options);
+  }
+}
+
+/** A sealed share whose custodian's key is not in this keychain: the custodian must open it. */
+export class RecoveryShareSealedError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARE_SEALED', message, { hint: 'send the share to its custodian, who opens it with `mongo-capsule keys open-share --share <file> --identity <custodian> --out <file>`', ...options });
+  }
+}
+
+/** A sealed share opened with an identity that is not the custodian it was sealed for. */
+export class RecoveryShareWrongCustodianError extends RecoveryError {
+  constructor(message: string, options: RecoveryErrorOptions = {}) {
+    super('RECOVERY_SHARE_WRONG_CUSTODIAN', message, { hint: 'open each share with the identity of the custodian it names (`custodianName` in the file)', ...options });
   }
 }
 

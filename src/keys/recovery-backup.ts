@@ -37,6 +37,7 @@ import {
   MigrationVerifyError,
   MongoCapsuleError,
   NotInitializedError,
+  RecoveryShareSealedError,
   RecoveryShareStaleError,
   UsageError,
 } from '../errors.ts';
@@ -57,6 +58,8 @@ import {
   type BackupDescription,
   type RecoveryShare,
 } from './recovery-shares.ts';
+import { decodeSealedShare, isSealedShareDocument, openSealedShare, sealedMatches, sealShare, type SealedShare } from './recovery-sealed.ts';
+import { loadSecretIdentity } from './secret-source.ts';
 import { secureDelete } from './secure-file.ts';
 
 /** A public identity file that was read, for the checks and for saying what was checked. */
@@ -75,6 +78,11 @@ export interface BackupOptions {
   publicFile?: PublicFile;
   /** Also write each share in its printable form (`.txt`), for seeded suites. */
   printable?: boolean;
+  /**
+   * Seal share i for custodian i (exactly one per share, in share-index order): share files of version 2, which
+   * only that custodian's secret key opens, signed by the identity.
+   */
+  custodians?: readonly PublicFile[];
   /** Where the state directory is found (MONGO_CAPSULE_STATE_DIR etc.; default process.env). */
   env?: NodeJS.ProcessEnv;
   now?: () => number;
@@ -176,6 +184,22 @@ export async function backupIdentity(options: BackupOptions): Promise<BackupResu
       if (options.printable && !printable(id.suite)) {
         throw new UsageError(`keys backup: ${id.suite} identities keep their whole secret key (${secretMaterial(id).fill(0).length} bytes), too long to type back; --printable is for ML-KEM and X-Wing identities`, 'keep the share files (print them as files, or store them on separate media)');
       }
+      const custodians = options.custodians ?? [];
+      if (custodians.length > 0 && custodians.length !== options.shares) {
+        throw new UsageError(
+          `keys backup: ${custodians.length} custodian${custodians.length === 1 ? '' : 's'} for ${options.shares} shares; nothing was written`,
+          'pass --custodian <pub file> exactly once per share, in share-index order (the first custodian gets share 1)',
+        );
+      }
+      if (custodians.length > 0 && options.printable) {
+        throw new UsageError('keys backup: --printable writes shares in the clear, --custodian seals them; choose one', 'sealed shares are files to mail: drop --printable');
+      }
+      const seenKids = new Set<string>();
+      for (const c of custodians) {
+        if (c.identity.kid === id.kid) throw new UsageError(`keys backup: custodian ${c.path} is the identity being backed up; nothing was written`, 'a custodian is someone else: pass their public file');
+        if (seenKids.has(c.identity.kid)) throw new UsageError(`keys backup: custodian ${c.path} (key ${c.identity.kid}) is given twice; nothing was written`, 'one share per custodian: a custodian holding two shares holds more than the others');
+        seenKids.add(c.identity.kid);
+      }
       const checked =
         options.publicFile !== undefined
           ? checkAgainstPublicFile(id, options.publicFile)
@@ -191,9 +215,12 @@ export async function backupIdentity(options: BackupOptions): Promise<BackupResu
       if (!(await stat(options.outDir).then((s) => s.isDirectory(), () => false))) throw new FileNotFoundError(options.outDir, 'the --out-dir directory must exist');
       await listBackups(name, options.env); // damaged records must stop the backup before any share is written
       shares = await splitIdentity(id, { threshold: options.threshold, shares: options.shares, ...(options.now ? { now: options.now } : {}) });
-      const contents = [...shares.map((s) => encodeShareFile(s)), ...(options.printable ? shares.map((s) => encodePrintableShare(s)) : [])];
-      const backup = describe(shares[0]!);
-      const files = await stageAndPublish(options, backup, names, contents);
+      const contents =
+        custodians.length > 0
+          ? shares.map((s, i) => sealShare(s, custodians[i]!.identity, id))
+          : [...shares.map((s) => encodeShareFile(s)), ...(options.printable ? shares.map((s) => encodePrintableShare(s)) : [])];
+      const backup: BackupDescription = { ...describe(shares[0]!), ...(custodians.length > 0 ? { custodians: custodians.map((c) => ({ name: c.identity.name, kid: c.identity.kid })) } : {}) };
+      const files = await stageAndPublish(options, backup, names, contents, shares);
       await recordBackup(backup, options);
       return { backup, files, checked, resumed: false };
     } finally {
@@ -203,11 +230,23 @@ export async function backupIdentity(options: BackupOptions): Promise<BackupResu
   });
 }
 
-function describe(s: RecoveryShare): BackupDescription {
+/** A staged or published share file of either version: a plain share (v1), or a sealed one (v2, still sealed). */
+function decodeAnyShareFile(bytes: Uint8Array, source: string): { plain?: RecoveryShare; sealed?: SealedShare } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    doc = undefined;
+  }
+  if (isSealedShareDocument(doc)) return { sealed: decodeSealedShare(doc as Record<string, unknown>, source) };
+  return { plain: decodeShareFile(bytes, source) };
+}
+
+function describe(s: RecoveryShare | SealedShare): BackupDescription {
   return { backupId: s.backupId, name: s.name!, suite: s.suite, kid: s.kid!, signerKid: s.signerKid!, threshold: s.threshold, shares: s.shares, createdAt: s.createdAt! };
 }
 
-async function stageAndPublish(options: BackupOptions, backup: BackupDescription, names: string[], contents: string[]): Promise<string[]> {
+async function stageAndPublish(options: BackupOptions, backup: BackupDescription, names: string[], contents: string[], made: readonly RecoveryShare[]): Promise<string[]> {
   const staging = join(options.outDir, `.${options.name}.backup-${backup.backupId}.staging`);
   await mkdir(staging, { mode: 0o700 });
   const published: string[] = [];
@@ -217,9 +256,15 @@ async function stageAndPublish(options: BackupOptions, backup: BackupDescription
       await writeFileAtomic(join(staging, names[i]!), contents[i]!, { mode: 0o600 });
     }
     await syncDirectory(staging);
-    // What will be published is read back and must combine to this identity.
-    const back = await Promise.all(names.filter((n) => n.endsWith('.json')).map(async (n) => decodeShareFile(await readFile(join(staging, n)), join(staging, n))));
-    try {
+    // What will be published is read back and must combine to this identity (sealed shares, which this machine
+    // cannot open: must verify and hold the very shares that were split).
+    const read = await Promise.all(names.filter((n) => n.endsWith('.json')).map(async (n) => decodeAnyShareFile(await readFile(join(staging, n)), join(staging, n))));
+    const back = read.flatMap((r) => (r.plain ? [r.plain] : []));
+    const sealedBack = read.flatMap((r) => (r.sealed ? [r.sealed] : []));
+    if (sealedBack.length > 0 && (sealedBack.length !== made.length || sealedBack.some((s, i) => !sealedMatches(s, made[i]!)))) {
+      throw new MigrationVerifyError('keys backup: the staged sealed shares do not hold the shares that were split; nothing was published');
+    }
+    if (back.length > 0) try {
       const { identity } = await combineShares(back, options.name);
       const ok = identity.kid === backup.kid;
       wipeSecretIdentity(identity);
@@ -285,9 +330,10 @@ async function finishStaged(options: BackupOptions): Promise<BackupResult | unde
       await discardStaging(staging);
       continue;
     }
-    const shares = await Promise.all(files.filter((f) => f.endsWith('.json')).map(async (f) => decodeShareFile(await readFile(join(staging, f)), join(staging, f))));
+    const read = await Promise.all(files.filter((f) => f.endsWith('.json')).map(async (f) => decodeAnyShareFile(await readFile(join(staging, f)), join(staging, f))));
+    const shares = read.flatMap((r) => (r.plain ? [r.plain] : []));
     try {
-      const first = shares[0]!;
+      const first = (read[0]?.plain ?? read[0]?.sealed)!;
       const names = shareFileNames(options.name, first.shares, files.some((f) => f.endsWith('.txt')));
       if (names.length !== files.length || names.some((n) => !files.includes(n))) {
         throw new MongoCapsuleError('FILE_EXISTS', `keys backup: ${staging} holds an incomplete backup`, { hint: `remove it and the share files of backup ${first.backupId} in ${options.outDir}, then rerun` });
@@ -304,7 +350,8 @@ async function finishStaged(options: BackupOptions): Promise<BackupResult | unde
       await syncDirectory(options.outDir);
       for (const n of names) await unlink(join(staging, n));
       await rmdir(staging);
-      const backup = describe(first);
+      const sealedFirst = read[0]?.sealed;
+      const backup: BackupDescription = { ...describe(first), ...(sealedFirst ? { custodians: read.map((r) => ({ name: r.sealed!.custodian.name, kid: r.sealed!.custodian.kid })) } : {}) };
       await recordBackup(backup, options);
       return { backup, files: out, checked: 'finished an interrupted backup (its shares were verified before it was interrupted)', resumed: true };
     } finally {
@@ -501,5 +548,44 @@ async function storeNew(keychain: Keychain, identity: SecretIdentity, backup: Re
   } finally {
     encoded.fill(0);
     back?.fill(0);
+  }
+}
+
+// ---- sealed shares (version 2) ----
+
+/** The sealed share in `bytes`, checked and its signature verified; undefined when `bytes` is not a sealed share. */
+export function readSealedShare(bytes: Uint8Array, source: string): SealedShare | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return undefined;
+  }
+  return isSealedShareDocument(doc) ? decodeSealedShare(doc as Record<string, unknown>, source) : undefined;
+}
+
+/**
+ * Open sealed share `sealed` with the custodian identity of this keychain: the identity the share names
+ * (`custodianName`), or `identity` when given. A custodian whose key is not here is RecoveryShareSealedError, another
+ * key is RecoveryShareWrongCustodianError. The caller wipes the share.
+ */
+export async function openSealedShareFromKeychain(keychain: Keychain, sealed: SealedShare, identity?: string): Promise<RecoveryShare> {
+  const name = identity ?? sealed.custodian.name;
+  let custodian: SecretIdentity;
+  try {
+    custodian = await loadSecretIdentity(name, { keychain, env: {} });
+  } catch (e) {
+    if (e instanceof NotInitializedError) {
+      throw new RecoveryShareSealedError(
+        `${sealed.source} is sealed for custodian ${sealed.custodian.name} (key ${sealed.custodian.kid}), whose key is not in ${keychain.description}${identity === undefined ? '' : ` (no identity ${identity} here)`}; nothing was written`,
+        { source: sealed.source, hint: `send it to custodian ${sealed.custodian.name}, who opens it with \`mongo-capsule keys open-share --share <file> --identity ${sealed.custodian.name} --out <file>\` and returns the opened share` },
+      );
+    }
+    throw e;
+  }
+  try {
+    return openSealedShare(sealed, custodian);
+  } finally {
+    wipeSecretIdentity(custodian);
   }
 }

@@ -89,6 +89,8 @@ export interface BackupDescription {
   threshold: number;
   shares: number;
   createdAt: string;
+  /** Sealed backups: the custodian of each share, in share-index order (names and kids, public). */
+  custodians?: { name: string; kid: string }[];
 }
 
 export function wipeShares(shares: readonly RecoveryShare[]): void {
