@@ -16,7 +16,7 @@ import { FileCapsuleRepository } from '../keys/file-capsule-repository.ts';
 import { KEYCHAIN_SERVICE, OsKeychain, type Keychain } from '../keys/keychain.ts';
 import { KeyManager } from '../keys/manager.ts';
 import { migrateLegacySecret } from '../keys/migrate.ts';
-import { backupStatusLine } from '../keys/recovery-backup.ts';
+import { backupStatus, backupStatusLine } from '../keys/recovery-backup.ts';
 import { loadSecretIdentity as loadFromSource, resolveKeychain } from '../keys/secret-source.ts';
 import { assertNoPendingCmkRotation, CapsuleStore, connect, DEFAULT_CAPSULE_NAMESPACE } from '../mongo/index.ts';
 import type { CapsuleRepository } from '../keys/capsule-repository.ts';
@@ -104,7 +104,8 @@ share and commit). Refuses when the identity already exists or the file exists.
 const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
 
   status  [--name <identity>] [--json] [--pub-out <file>]
-          what the keychain holds for the identity (kids only, never secrets); --pub-out writes its public file
+          what the keychain holds for the identity (kids only, never secrets) and whether the active key has a
+          current recovery backup (stale after a rotation); --pub-out writes its public file
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
   rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
@@ -135,7 +136,8 @@ async function status(args: string[], io: CliIO): Promise<number> {
     manager.clearCache();
   }
   if (values.json) {
-    io.stdout.write(`${JSON.stringify({ ...s, keychain: manager.keychain.description }, null, 2)}\n`);
+    const backup = s.kid === null ? null : await backupStatus(s.name, s.kid, io.env);
+    io.stdout.write(`${JSON.stringify({ ...s, keychain: manager.keychain.description, backup }, null, 2)}\n`);
   } else {
     io.stdout.write(`keychain: ${manager.keychain.description}\n`);
     if (!s.initialized) io.stdout.write(`identity ${s.name}: not initialized\n`);

@@ -408,21 +408,64 @@ async function recordBackup(backup: BackupDescription, options: Pick<BackupOptio
   await writeFileAtomic(path, `${JSON.stringify({ format: RECORDS_FORMAT, version: 1, backups }, null, 2)}\n`, { mode: 0o600, replace: true });
 }
 
-/** One line for `keys status`: whether the active key `kid` of `name` has a backup recorded on this machine. */
-export async function backupStatusLine(name: string, kid: string | null, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (kid === null) return '';
+/** A recorded backup as `keys status --json` shows it: public facts only. */
+export type BackupSummary = Omit<BackupRecord, 'name'>;
+
+/**
+ * Whether the active key of `name` has a backup recorded on this machine: `current` (a backup of the active key
+ * exists), `stale` (backups exist, but only of keys that a rotation retired: they rebuild an older generation),
+ * `none`, or `unknown` (the records are damaged). A backup's generation is the key it is of, its `kid`.
+ */
+export interface BackupStatus {
+  state: 'current' | 'stale' | 'none' | 'unknown';
+  /** The newest backup of the active key, if any. */
+  current: BackupSummary | null;
+  /** The newest backup recorded for the identity, of whatever key. */
+  latest: BackupSummary | null;
+  /** How many backups are recorded for the identity on this machine. */
+  recorded: number;
+  /** Why the state is unknown. */
+  error?: string;
+}
+
+const summary = (r: BackupRecord | undefined): BackupSummary | null => {
+  if (r === undefined) return null;
+  const { name: _name, ...rest } = r;
+  return rest;
+};
+
+/** The backup state of identity `name`, whose active key is `kid`, from the records of this machine. */
+export async function backupStatus(name: string, kid: string, env: NodeJS.ProcessEnv = process.env): Promise<BackupStatus> {
   let records: BackupRecord[];
   try {
     records = await listBackups(name, env);
   } catch (e) {
-    return `backup: unknown (${(e as Error).message})\n`;
+    return { state: 'unknown', current: null, latest: null, recorded: 0, error: (e as Error).message };
   }
   const current = records.filter((r) => r.kid === kid).pop();
-  if (current !== undefined) return `backup: ${current.threshold}-of-${current.shares} shares of the active key, backup ${current.backupId}, ${current.createdAt}\n`;
-  const last = records[records.length - 1];
+  const latest = records[records.length - 1];
+  return { state: current !== undefined ? 'current' : latest !== undefined ? 'stale' : 'none', current: summary(current), latest: summary(latest), recorded: records.length };
+}
+
+/** One line for `keys status`: whether the active key `kid` of `name` has a backup recorded on this machine. */
+export async function backupStatusLine(name: string, kid: string | null, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (kid === null) return '';
+  const s = await backupStatus(name, kid, env);
   const advice = `run \`mongo-capsule keys backup --name ${name} --shares <n> --threshold <k> --out-dir <dir>\``;
-  if (last !== undefined) return `backup: none of the active key ${kid}; the last backup (${last.backupId}, ${last.createdAt}) is of retired key ${last.kid}: ${advice}\n`;
-  return `backup: none recorded on this machine: ${advice}\n`;
+  switch (s.state) {
+    case 'unknown':
+      return `backup: unknown (${s.error})\n`;
+    case 'current': {
+      const c = s.current!;
+      return `backup: ${c.threshold}-of-${c.shares} shares of the active key, backup ${c.backupId}, ${c.createdAt}${c.custodians ? `, sealed for ${c.custodians.map((x) => x.name).join(', ')}` : ''}\n`;
+    }
+    case 'stale': {
+      const l = s.latest!;
+      return `backup: none of the active key ${kid}; the last backup (${l.backupId}, ${l.createdAt}) is of retired key ${l.kid}: stale, its shares restore that older generation, not the active key: ${advice}\n`;
+    }
+    default:
+      return `backup: none recorded on this machine: ${advice}\n`;
+  }
 }
 
 // ---- restore ----
@@ -471,7 +514,7 @@ export async function restoreIdentity(options: RestoreOptions): Promise<RestoreR
       if (p.kid !== identity.kid || p.signer.kid !== identity.signer.kid) {
         if (!options.allowStale) {
           throw new RecoveryShareStaleError(
-            `the shares (backup ${backup.backupId}${when}) rebuild key ${identity.kid}, but ${options.publicFile.path} names key ${p.kid}: the identity was rotated after this backup (or the public file is another identity's); nothing was stored`,
+            `the shares (backup ${backup.backupId}${when}) rebuild key ${identity.kid}, but ${options.publicFile.path} names key ${p.kid}: the identity was rotated after this backup, whose shares restore an older generation of the key (or the public file is another identity's); nothing was stored`,
             { hint: staleHint(name) },
           );
         }
@@ -483,7 +526,7 @@ export async function restoreIdentity(options: RestoreOptions): Promise<RestoreR
     if (options.capsule !== undefined) {
       const { header } = parseCapsule(options.capsule.bytes);
       if (header.kid !== identity.kid) {
-        throw new RecoveryShareStaleError(`${options.capsule.path} is sealed for key ${header.kid}; the shares (backup ${backup.backupId}${when}) rebuild key ${identity.kid}, which cannot open it; nothing was stored`, {
+        throw new RecoveryShareStaleError(`${options.capsule.path} is sealed for key ${header.kid}; the shares (backup ${backup.backupId}${when}) rebuild key ${identity.kid}, which cannot open it (a backup made before a rotation restores an older generation of the key); nothing was stored`, {
           hint: staleHint(name),
         });
       }
@@ -528,7 +571,7 @@ async function storeNew(keychain: Keychain, identity: SecretIdentity, backup: Re
     wipeSecretIdentity(held);
     if (same) return true;
     throw new RecoveryShareStaleError(
-      `the keychain already holds identity ${name} with key ${heldKid}; the shares (backup ${backup.backupId}${when}) are of key ${identity.kid}: a backup made before a rotation, or of another identity; nothing was changed`,
+      `the keychain already holds identity ${name} with key ${heldKid}; the shares (backup ${backup.backupId}${when}) are of key ${identity.kid}: a backup made before a rotation, which restores an older generation of the key, or of another identity; nothing was changed`,
       { hint: `the key in the keychain is the one in use; make a backup of it with \`mongo-capsule keys backup --name ${name}\`` },
     );
   }
