@@ -8,11 +8,12 @@ import { cpSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rm
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, expect, it } from 'vitest';
-import { decodePublicIdentity, encodePublicIdentity, generateCmk, generateIdentity, toPublicIdentity, wrapKey } from '../../src/crypto/index.ts';
+import { decodePublicIdentity, encodePublicIdentity, generateCmk, generateIdentity, toPublicIdentity, wipeSecretIdentity, wrapKey } from '../../src/crypto/index.ts';
 import { AlreadyInitializedError, FileNotFoundError, NotInitializedError, RecoveryShareStaleError } from '../../src/errors.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
-import { backupIdentity, backupStatusLine, listBackups, restoreIdentity, shareFileNames, type PublicFile } from '../../src/keys/recovery-backup.ts';
-import { decodeShareFile, type RecoveryShare } from '../../src/keys/recovery-shares.ts';
+import { backupIdentity, backupStatusLine, listBackups, readSealedShare, restoreIdentity, shareFileNames, type PublicFile } from '../../src/keys/recovery-backup.ts';
+import { combineShares, decodeShareFile, type RecoveryShare } from '../../src/keys/recovery-shares.ts';
+import { openSealedShare } from '../../src/keys/recovery-sealed.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 import { FaultPlan, FaultyKeychain, InjectedFault, MemoryRepository } from './support.ts';
@@ -122,6 +123,42 @@ describeIf(reason === undefined, `recovery backups against the OS keychain: ${re
     expect(rerun.backup.backupId).toBe(expectedId);
     expect(readdirSync(snapshot!).sort()).toEqual(shareFileNames(name, 3, false).sort());
     expect(new Set(readShares(rerun.files).map((s) => s.backupId))).toEqual(new Set([expectedId]));
+  });
+
+  it('a sealed backup killed between two links is finished by the rerun: sealed files, custodians recorded, they open and combine', async () => {
+    const custodians = ['alice', 'bob', 'carol'].map((who) => generateIdentity('x-wing', { name: who }));
+    const custodianFiles: PublicFile[] = custodians.map((c) => ({ path: `${c.name}.pub.json`, identity: toPublicIdentity(c) }));
+    const out = join(dir, 'out');
+    mkdirSync(out);
+    let snapshot: string | undefined;
+    const faults = {
+      beforeLink: async (i: number) => {
+        if (i !== 2) return;
+        snapshot = join(dir, 'killed');
+        cpSync(out, snapshot, { recursive: true });
+        throw new InjectedFault('link 2');
+      },
+    };
+    await expect(backupIdentity({ keychain, name, threshold: 2, shares: 3, outDir: out, env, faults, custodians: custodianFiles })).rejects.toBeInstanceOf(InjectedFault);
+    expect(readdirSync(out)).toEqual([]);
+    const staging = readdirSync(snapshot!).find((f) => f.endsWith('.staging'))!;
+    const first = shareFileNames(name, 3, false)[0]!;
+    rmSync(join(snapshot!, first));
+    linkSync(join(snapshot!, staging, first), join(snapshot!, first));
+    const rerun = await backupIdentity({ keychain, name, threshold: 2, shares: 3, outDir: snapshot!, env });
+    expect(rerun.resumed).toBe(true);
+    expect(rerun.backup.custodians).toEqual(custodians.map((c) => ({ name: c.name, kid: c.kid })));
+    expect((await listBackups(name, env)).pop()!.custodians).toEqual(rerun.backup.custodians);
+    const opened = rerun.files.map((f, i) => {
+      const sealed = readSealedShare(readFileSync(f), f);
+      expect(sealed?.custodian.kid).toBe(custodians[i]!.kid);
+      return openSealedShare(sealed!, custodians[i]!);
+    });
+    const { identity } = await combineShares(opened.slice(1), name);
+    expect(identity.kid).toBe(pub.identity.kid);
+    wipeSecretIdentity(identity);
+    for (const c of custodians) wipeSecretIdentity(c);
+    await expect(backupIdentity({ keychain, name, threshold: 2, shares: 3, outDir: join(dir, 'none'), env, custodians: custodianFiles.slice(0, 2) })).rejects.toThrow(/2 custodians for 3 shares; nothing was written/);
   });
 
   it('damaged backup records: keys status says so, and a backup stops before writing any share', async () => {
