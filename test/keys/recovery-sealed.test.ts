@@ -1,13 +1,16 @@
 /**
  * Sealed shares (share file version 2) at the format level: they open to the very share that was sealed, for each
  * KEM suite of the project; the AEAD refuses a sealed share whose signature was recomputed over changed bytes (only
- * the owner could do that, but the seal must not depend on the signature alone); a wrong custodian is typed.
+ * the owner could do that, but the seal must not depend on the signature alone); a wrong custodian is typed; fuzzed
+ * files give typed errors only.
  */
+import { randomInt } from 'node:crypto';
 import { ml_dsa87 } from '@noble/post-quantum/ml-dsa.js';
 import { expect, it } from 'vitest';
 import { generateIdentity, toPublicIdentity, wipeSecretIdentity } from '../../src/crypto/index.ts';
-import { RecoveryShareDamagedError, RecoveryShareFormatError, RecoveryShareWrongCustodianError } from '../../src/errors.ts';
-import { combineShares, splitIdentity } from '../../src/keys/recovery-shares.ts';
+import { isMongoCapsuleError, RecoveryShareDamagedError, RecoveryShareFormatError, RecoveryShareWrongCustodianError } from '../../src/errors.ts';
+import { readSealedShare } from '../../src/keys/recovery-backup.ts';
+import { combineShares, decodeShareInput, splitIdentity } from '../../src/keys/recovery-shares.ts';
 import { decodeSealedShare, openSealedShare, sealShare } from '../../src/keys/recovery-sealed.ts';
 
 const CONTEXT = new TextEncoder().encode('mongo-capsule/recovery-share/v2');
@@ -42,3 +45,37 @@ it('the seal itself refuses changed bytes even under a recomputed signature; ano
   expect(() => decodeSealedShare({ ...doc, signerPublicKey: Buffer.from(bob.signer.publicKey).toString('base64') }, 'x')).toThrow(RecoveryShareDamagedError);
   for (const id of [owner, alice, bob]) wipeSecretIdentity(id);
 });
+
+it('fuzzed sealed share files give typed errors only, and whatever opens is the very share that was sealed', async () => {
+  const owner = generateIdentity('x-wing', { name: 'owner' });
+  const alice = generateIdentity('x-wing', { name: 'alice' });
+  const [share] = await splitIdentity(owner, { threshold: 2, shares: 2 });
+  const text = Buffer.from(sealShare(share!, toPublicIdentity(alice), owner));
+  const expected = Buffer.from(share!.share).toString('hex');
+  let opened = 0;
+  let typed = 0;
+  for (let n = 0; n < 3000; n++) {
+    const bytes = Buffer.from(text);
+    const mode = n % 3;
+    if (mode === 0) bytes[randomInt(bytes.length)] = randomInt(256);
+    else if (mode === 1) bytes[randomInt(bytes.length)]! ^= 1 << randomInt(8);
+    const input = mode === 2 ? bytes.subarray(0, randomInt(bytes.length)) : bytes;
+    try {
+      // As keys restore reads a share file: not a sealed share, then it must fail as a plain one.
+      const sealed = readSealedShare(input, 'fuzz');
+      if (sealed === undefined) {
+        decodeShareInput(input, 'fuzz');
+        throw new Error('a damaged sealed share decoded as a plain share');
+      }
+      const s = openSealedShare(sealed, alice);
+      expect(Buffer.from(s.share).toString('hex')).toBe(expected);
+      opened++;
+    } catch (e) {
+      if (!isMongoCapsuleError(e)) throw e;
+      typed++;
+    }
+  }
+  expect(opened + typed).toBe(3000);
+  expect(typed).toBeGreaterThan(2900);
+  for (const id of [owner, alice]) wipeSecretIdentity(id);
+}, 120_000);
