@@ -3,7 +3,8 @@
  * cluster's capsule in the real test server, and, where CSFLE is available, documents written before the keychain
  * was lost. A restore from k of n shares (one of them typed back from its printed form) opens the capsule and
  * decrypts them; k−1 shares, mixed backups and a share with one flipped character fail, naming the share, with
- * nothing stored; after `keys rotate` the old shares are refused as stale.
+ * nothing stored; shares sealed for custodians whose keys live in another keychain are opened there one by one and
+ * restore the same key; after `keys rotate` the old shares are refused as stale.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,7 +40,7 @@ describeIf(reason === '', reason)(`keys backup and keys restore (${server.descri
   let pubPath: string;
   let files: string[];
 
-  async function run(args: string[], stdin = '') {
+  async function run(args: string[], stdin = '', service = SERVICE) {
     let out = '';
     let err = '';
     const stdout = new PassThrough();
@@ -48,7 +49,7 @@ describeIf(reason === '', reason)(`keys backup and keys restore (${server.descri
     stderr.on('data', (c) => (err += String(c)));
     const input = new PassThrough();
     input.end(stdin);
-    const io: CliIO = { stdout, stderr, stdin: input, env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env } };
+    const io: CliIO = { stdout, stderr, stdin: input, env: { ...env, MONGO_CAPSULE_KEYCHAIN_SERVICE: service } };
     const code = await main(args, io);
     return { code, stdout: out, stderr: err };
   }
@@ -165,6 +166,47 @@ describeIf(reason === '', reason)(`keys backup and keys restore (${server.descri
       }
     }
     expect((await manager.status(name)).kid).toBe(decodePublicIdentity(readFileSync(pubPath)).kid);
+  });
+
+  it('shares sealed for custodians on other machines: each opens their own, and the restored key opens the capsule and decrypts', async () => {
+    const custodianService = `${SERVICE}-custodians`;
+    const pubs = ['alice', 'bob'].map((who) => join(dir, `${who}-${name}.pub.json`));
+    const who = ['alice', 'bob'].map((w) => `${w}-${name}`);
+    try {
+      for (const [i, p] of pubs.entries()) expect((await run(['init', '--name', who[i]!, '--pub-out', p], '', custodianService)).code).toBe(0);
+      const out = join(dir, 'sealed');
+      mkdirSync(out);
+      const b = await run(['keys', 'backup', '--name', name, '--shares', '2', '--threshold', '2', '--out-dir', out, '--pub', pubPath, '--custodian', pubs[0]!, '--custodian', pubs[1]!]);
+      expect(b.stderr).toBe('');
+      expect(b.code).toBe(0);
+      expect((await run(['keys', 'delete', '--name', name, '--yes'])).code).toBe(0);
+      const sealedFiles = readdirSync(out).sort().map((f) => join(out, f));
+      const notHere = await run(['keys', 'restore', '--name', name, ...sealedFiles.flatMap((f) => ['--share', f]), '--pub', pubPath]);
+      expect(notHere.code).toBe(1);
+      expect(notHere.stderr).toMatch(/RECOVERY_SHARE_SEALED|whose key is not in/);
+      const opened = sealedFiles.map((f, i) => join(dir, `opened-${i + 1}.json`));
+      for (const [i, f] of sealedFiles.entries()) {
+        expect((await run(['keys', 'open-share', '--share', f, '--identity', who[i]!, '--out', opened[i]!, '--pub', pubPath], '', custodianService)).code).toBe(0);
+      }
+      const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+      const capsuleFile = join(dir, 'app-sealed.capsule');
+      writeFileSync(capsuleFile, (await store.load('app')).bytes);
+      const r = await run(['keys', 'restore', '--name', name, ...opened.flatMap((f) => ['--share', f]), '--pub', pubPath, '--capsule', capsuleFile]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/capsule "app" opened, signature verified/);
+      if (csfle.available) {
+        const manager = new KeyManager({ keychain, cacheTtlMs: 0 });
+        const enc = await openEncryptedClient({ uri: server.uri, capsuleName: 'app', unwrap: (c) => manager.unwrap(c, name), capsuleNamespace, keyVaultNamespace });
+        try {
+          expect((await enc.client.db(db).collection('people').findOne({ _id: 1 as never }))!.ssn).toBe('123-45-6789');
+        } finally {
+          await enc.close();
+        }
+      }
+    } finally {
+      for (const w of who) await run(['keys', 'delete', '--name', w, '--yes'], '', custodianService);
+    }
   });
 
   it('after keys rotate the old shares are refused as stale, and keys status says the active key has no backup', async () => {
