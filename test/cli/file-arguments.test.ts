@@ -106,6 +106,9 @@ const ARGUMENTS: { name: string; argv: (bad: string) => string[]; env?: (e: Node
     argv: (b) => ['keys', 'migrate', '--from', fx.garbage!, '--public', b, '--keep-file', '--name', 'files-migrate'],
     env: (e) => ({ ...e, MONGO_CAPSULE_SECRET_IDENTITY_FILE: undefined }),
   },
+  { name: 'keys backup --custodian', argv: (b) => ['keys', 'backup', '--name', 'files', '--shares', '2', '--threshold', '2', '--out-dir', out, '--custodian', fx.pub!, '--custodian', b] },
+  { name: 'keys open-share --share', argv: (b) => ['keys', 'open-share', '--share', b, '--identity', 'files', '--out', join(out, 'opened.json')] },
+  { name: 'keys restore --share', argv: (b) => ['keys', 'restore', '--name', 'files', '--share', b, '--share', b] },
   { name: 'env MONGO_CAPSULE_SECRET_IDENTITY_FILE', argv: () => ['keys', 'status', '--name', 'files'], env: () => ({}) },
 ];
 
