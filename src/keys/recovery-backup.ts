@@ -392,7 +392,8 @@ export async function listBackups(name: string, env: NodeJS.ProcessEnv = process
     const ok = (r: unknown): r is BackupRecord => {
       if (typeof r !== 'object' || r === null) return false;
       const b = r as Record<string, unknown>;
-      return ['backupId', 'name', 'suite', 'kid', 'signerKid', 'createdAt', 'outDir'].every((k) => str(b[k])) && int(b.threshold) && int(b.shares);
+      const custodians = b.custodians === undefined || (Array.isArray(b.custodians) && b.custodians.every((c) => typeof c === 'object' && c !== null && str((c as Record<string, unknown>).name) && str((c as Record<string, unknown>).kid)));
+      return ['backupId', 'name', 'suite', 'kid', 'signerKid', 'createdAt', 'outDir'].every((k) => str(b[k])) && int(b.threshold) && int(b.shares) && custodians;
     };
     if (!doc.backups.every(ok)) throw new Error('entry');
     return doc.backups;

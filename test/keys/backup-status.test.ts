@@ -105,9 +105,14 @@ describeIf(reason === undefined, `backup status needs the OS keychain: ${reason 
     expect(renewed.backup.recorded).toBe(2);
     expect(renewed.backup.current.kid).toBe(renewed.kid);
 
-    writeFileSync(join(dir, 'state', 'recovery-backups', `${name}.json`), '{"format":"x"}');
-    const damaged = await status();
-    expect(damaged.backup.state).toBe('unknown');
-    expect(damaged.backup.error).toMatch(/backup records .* are damaged/);
+    const recordFile = join(dir, 'state', 'recovery-backups', `${name}.json`);
+    const record = JSON.parse(readFileSync(recordFile, 'utf8'));
+    for (const bad of ['{"format":"x"}', JSON.stringify({ ...record, backups: record.backups.map((r: object) => ({ ...r, custodians: 'alice' })) })]) {
+      writeFileSync(recordFile, bad);
+      const damaged = await status();
+      expect(damaged.backup.state).toBe('unknown');
+      expect(damaged.backup.error).toMatch(/backup records .* are damaged/);
+      expect((await run(['keys', 'status', '--name', name])).stdout).toMatch(/^backup: unknown \(the backup records .* are damaged\)/m);
+    }
   });
 });
