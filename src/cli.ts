@@ -1,27 +1,17 @@
 /**
- * The mongo-capsule command line: one dispatcher, one module per command group under `src/cli/`.
+ * The mongo-capsule command line: one dispatcher, one module per command group under `src/cli/`, loaded only when
+ * one of its commands runs (src/cli/command-index.ts).
  * Expected failures are `MongoCapsuleError`s: printed as one line plus a hint, exit code 1, no stack trace.
  * Anything else is a bug: printed as one line with a request to report it, exit code 70.
  */
 import { isMongoCapsuleError, UsageError } from './errors.ts';
 import { scrubText } from './uri-redaction.mjs';
-import type { CliIO, Command } from './cli/types.ts';
-import { cryptoCommands } from './cli/crypto-commands.ts';
-import { keysCommands } from './cli/keys-commands.ts';
-import { withRecoveryCommands } from './cli/backup-commands.ts';
-import { mongoCommands } from './cli/mongo-commands.ts';
-import { provisionCommands } from './cli/provision-command.ts';
-
-const COMMANDS: Record<string, Command> = {
-  ...cryptoCommands,
-  ...withRecoveryCommands(keysCommands),
-  ...mongoCommands,
-  ...provisionCommands,
-};
+import type { CliIO } from './cli/types.ts';
+import { COMMAND_INDEX, loadCommand } from './cli/command-index.ts';
 
 function helpText(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  const width = Math.max(...Object.keys(COMMAND_INDEX).map((n) => n.length));
+  const lines = Object.entries(COMMAND_INDEX).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
   return [
     'mongo-capsule: keyfile-secured MongoDB clusters with a post-quantum sealed CSFLE master key',
     '',
@@ -77,7 +67,7 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
     return 0;
   }
   try {
-    const command = COMMANDS[name];
+    const command = await loadCommand(name);
     if (command === undefined) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
     if (rest.includes('--help') || rest.includes('-h')) {
       io.stdout.write(`${command.usage.trimEnd()}\n`);

@@ -101,7 +101,7 @@ describeIf(npm !== undefined, 'npm is not on PATH: the package is not packed and
   beforeAll(() => {
     // The files `npm pack` needs to run `prepare` (the build) and to pack; node_modules only provides tsc and types.
     mkdirSync(staging);
-    for (const f of ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.build-cli.json', 'bin', 'docs', 'src', 'scripts/build.mjs', ...(existsSync(join(ROOT, 'LICENSE')) ? ['LICENSE'] : [])]) {
+    for (const f of ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.build-cli.json', 'bin', 'docs', 'src', 'scripts/build.mjs', 'LICENSE']) {
       cpSync(join(ROOT, f), join(staging, f), { recursive: true });
     }
     symlinkSync(join(ROOT, 'node_modules'), join(staging, 'node_modules'), 'dir');
@@ -120,7 +120,7 @@ describeIf(npm !== undefined, 'npm is not on PATH: the package is not packed and
   it('holds the compiled library, the CLI and the docs, and no tests, sources, caches, state, build output or secrets', () => {
     const allowed = /^(package\.json|README\.md|LICENSE|bin\/mongo-capsule|dist\/.+\.(js|mjs|d\.ts|d\.mts)|docs\/[\w.-]+\.(md|json))$/;
     expect(files.filter((f) => !allowed.test(f))).toEqual([]);
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'bin/mongo-capsule', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']));
+    expect(files).toEqual(expect.arrayContaining(['package.json', 'LICENSE', 'bin/mongo-capsule', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']));
     for (const bad of [/^test\//, /^src\//, /\.node$/, /\.secret\.json$/, /\.(pem|key|keyfile)$/, /\.pulumi-state/, /(^|\/)\.env$/, /node_modules/, /cache/i, /\.tsbuildinfo$/]) {
       expect(files.filter((f) => bad.test(f)), String(bad)).toEqual([]);
     }
@@ -219,6 +219,13 @@ wrapKey('not bytes', pub, { name: 'app' });
     const open = run(process.execPath, ['--input-type=module', '-e', "import { openEncryptedClient } from 'mongo-capsule'; await openEncryptedClient({ uri: 'mongodb://127.0.0.1:9', unwrap: async () => new Uint8Array(96) });"], app);
     expect(open.status).not.toBe(0);
     expect(open.stderr).toMatch(/needs client-side field level encryption, but mongodb-client-encryption cannot be loaded/);
+  });
+
+  it('tells an installed application how to get CSFLE, without the checkout-only `npm run setup`', () => {
+    const r = run(process.execPath, ['--input-type=module', '-e', "import { csfleInstallHint } from 'mongo-capsule'; console.log(csfleInstallHint());"], app);
+    const hint = ok(r, 'csfleInstallHint');
+    expect(hint).toContain(`npm install mongodb-client-encryption@${pkg.optionalDependencies!['mongodb-client-encryption']}`);
+    expect(hint).not.toMatch(/npm run setup/);
   });
 
   it('starts fast (printed, not asserted)', () => {

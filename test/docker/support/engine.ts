@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startReaper } from '../../../scripts/lib/reaper.mjs';
 
 export const TEST_IMAGE = 'mongo-capsule-test/failing-mongod:busybox';
 /**
@@ -196,8 +197,12 @@ export async function startDockerEngine(log: (msg: string) => void = () => {}): 
   );
   let exited: string | undefined;
   child.on('exit', (code, signal) => (exited = `dockerd exited (${code ?? signal})`));
+  // dockerd is detached (its own process group): an interrupted run (Ctrl-C, a killed runner) never reaches its
+  // teardown, so a watchdog stops dockerd and everything under `dir` when this process ends without cleaning up.
+  const reaper = startReaper({ dir, pids: child.pid === undefined ? [] : [child.pid], label: 'docker' });
 
   const cleanup = async (): Promise<string[]> => {
+    reaper.kill();
     const left: string[] = [];
     if (exited === undefined && child.pid !== undefined) {
       for (const c of leftoverTestObjects(host, runId)) left.push(c);

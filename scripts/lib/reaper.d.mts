@@ -1,0 +1,16 @@
+// Types of scripts/lib/reaper.mjs for the TypeScript tests.
+import type { ChildProcess } from 'node:child_process';
+
+export interface ReaperOptions {
+  /** The work directory: its removal means a normal teardown happened; what names it is stopped otherwise. */
+  dir: string;
+  /** Processes to stop first (SIGTERM, then SIGKILL after 20 s). */
+  pids?: number[];
+  /** The process whose end without a teardown triggers the clean-up (default: the caller). */
+  watch?: number;
+  /** Prefix of its stderr lines. */
+  label?: string;
+}
+
+export function startReaper(options: ReaperOptions): ChildProcess;
+export function processesNaming(dir: string): number[];

@@ -1,0 +1,94 @@
+// A watchdog for what a test run starts outside its own process group (the private dockerd of the Docker tests is
+// detached, so a Ctrl-C on the terminal never reaches it). When the watched process (the test runner) ends
+// without having removed the work directory itself, which is what its normal teardown does, the watchdog stops
+// the given processes and every process whose command line names the directory, unmounts what is mounted under
+// it, removes it, and says so on stderr. Plain Node, no dependencies.
+//
+// Its configuration travels in the environment, not in its arguments, so its own command line never names the
+// directory and a scan for leftover processes never mistakes it for one.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const CONFIG_ENV = 'MONGO_CAPSULE_REAPER_CONFIG';
+const POLL_MS = 250;
+const STOP_TIMEOUT_MS = 20_000;
+
+/**
+ * Starts the watchdog and returns it (already unref'd: it never keeps the caller alive). Stop it with
+ * `.kill()` after a normal teardown, or just remove `dir`: it exits when it sees `dir` gone.
+ * @param {{ dir: string, pids?: number[], watch?: number, label?: string }} options
+ */
+export function startReaper({ dir, pids = [], watch = process.pid, label = 'reaper' }) {
+  const env = { ...process.env, [CONFIG_ENV]: JSON.stringify({ dir, pids, watch, label }) };
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], { detached: true, stdio: ['ignore', 'ignore', 'inherit'], env });
+  child.unref();
+  return child;
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
+/** Processes other than this one whose command line names `dir`. */
+export function processesNaming(dir) {
+  const pids = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir)) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+function mountsUnder(dir) {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m) => m !== undefined && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function signal(pid, sig) {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+async function reap({ dir, pids, label }) {
+  const say = (msg) => process.stderr.write(`[${label}] ${msg}\n`);
+  say(`the test run ended without its teardown (interrupted?): stopping what it started under ${dir}`);
+  const targets = () => [...new Set([...pids.filter(alive), ...processesNaming(dir)])];
+  for (const pid of pids.filter(alive)) signal(pid, 'SIGTERM');
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (targets().length > 0 && Date.now() < deadline) await sleep(100);
+  const stubborn = targets();
+  for (const pid of stubborn) signal(pid, 'SIGKILL');
+  if (stubborn.length > 0) say(`killed ${stubborn.length} process(es) that did not stop: ${stubborn.join(', ')}`);
+  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
+  rmSync(dir, { recursive: true, force: true });
+  say(existsSync(dir) ? `could not remove ${dir}` : 'stopped and removed; nothing left behind');
+}
+
+async function watchdog() {
+  const config = JSON.parse(process.env[CONFIG_ENV]);
+  for (;;) {
+    if (!existsSync(config.dir)) return;
+    if (!alive(config.watch)) return reap(config);
+    await sleep(POLL_MS);
+  }
+}
+
+if (process.env[CONFIG_ENV] && process.argv[1] === fileURLToPath(import.meta.url)) await watchdog();
