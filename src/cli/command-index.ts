@@ -32,7 +32,7 @@ export const COMMAND_INDEX: Readonly<Record<string, CommandEntry>> = {
   inspect: { group: 'crypto', summary: 'print the header of a capsule as JSON (never any secret)' },
   suites: { group: 'crypto', summary: 'list the KEM suites and whether each is available here' },
   init: { group: 'keys', summary: 'create an identity whose secret keys live in the OS keychain' },
-  keys: { group: 'keys', summary: 'identities in the OS keychain: status, delete, rotate, migrate, backup, restore' },
+  keys: { group: 'keys', summary: 'identities in the OS keychain: status, delete, rotate, migrate, backup, open-share, restore' },
   seed: { group: 'mongo', summary: 'seal a new CSFLE master key for a public identity and store it in a cluster (once)' },
   endorse: { group: 'mongo', summary: 'vouch for a capsule seeded without the identity: replace it with a fresh CMK signed by its owner' },
   'rotate-cmk': { group: 'mongo', summary: 'rotate the CSFLE master key of a capsule (resumes an interrupted rotation, or abandons it)' },
