@@ -4,7 +4,7 @@
  */
 import { recordSealedInCluster } from './capsule-locations.ts';
 import { generateCmk, parseCapsule, toPublicIdentity, verifyCapsule, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { CapsuleOwnedByOtherKeyError, EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
+import { EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KeyManager, type KeyManagerOptions } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
 import { resolveKeychain } from '../keys/secret-source.ts';
@@ -123,12 +123,15 @@ once on their machine, which replaces it with a fresh CMK signed by them.
         ...(km === undefined || signName === undefined ? {} : { unwrap: (c: Uint8Array) => km.unwrap(c, signName) }),
         ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
         ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
+        // Refused (CAPSULE_OTHER_KEY, both kids named, nothing written) unless accepted; never opened then.
+        ...(values['accept-existing'] ? { acceptExisting: true } : {}),
         onProgress: (m) => io.stderr.write(`${m}\n`),
       });
     } finally {
       km?.clearCache(); // wipes the decoded identity, on failure too
     }
-    if (signName !== undefined) await recordSealedInCluster(io, recipient.name, uri, values.capsules);
+    const ours = result.kid === recipient.kid;
+    if (signName !== undefined && ours) await recordSealedInCluster(io, recipient.name, uri, values.capsules);
     const keyVault = values['key-vault'];
     if (keyVault !== undefined) {
       // Seeding alone creates no data key, so it used to ignore this flag; the index is what it can prepare.
@@ -140,10 +143,9 @@ once on their machine, which replaces it with a fresh CMK signed by them.
         await client.close().catch(() => {});
       }
     }
-    if (!result.created && result.kid !== recipient.kid) {
-      const message = `capsule ${result.capsuleName} already exists and belongs to ANOTHER key (kid ${result.kid}), not to ${values.pub} (kid ${recipient.kid}); it was left unchanged`;
-      if (!values['accept-existing']) throw new CapsuleOwnedByOtherKeyError(message);
-      io.stderr.write(`WARNING: ${message} (--accept-existing)\n`);
+    if (!ours) {
+      // Only reached with --accept-existing: provisionCluster refuses it otherwise.
+      io.stderr.write(`WARNING: capsule ${result.capsuleName} already exists and belongs to ANOTHER key (kid ${result.kid}), not to ${values.pub} (kid ${recipient.kid}); it was left unchanged (--accept-existing)\n`);
     }
     if (result.created && signer === undefined) {
       io.stderr.write(

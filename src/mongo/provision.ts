@@ -19,6 +19,8 @@
  *   capsuleNamespace?: string;                     // default 'encryption.capsules'
  *   timeoutMs?: number;                            // bound on waiting for a writable primary (default 60 s)
  *   serverSelectionTimeoutMS?: number;             // bound on finding a server (default 10 s)
+ *   acceptExisting?: boolean;                      // a capsule of that name sealed for another key than
+ *                                                  // `recipient` is left alone instead of refused (never opened)
  *   onProgress?: (message: string) => void;        // human-readable steps; never contains secrets
  * }
  *
@@ -38,12 +40,13 @@
  * CMK, seal it for `recipient`, prove it opens with `unwrap`, insert-if-absent (a concurrent seeder may win: then
  * its capsule is used) → key-vault index → data keys. Every step is skipped when already done, so re-running
  * after a crash converges. The CMK is wiped before returning. Nothing is written when the capsule that exists
- * cannot be opened with `unwrap` (wrong identity), or when CSFLE is needed and unavailable.
+ * cannot be opened with `unwrap` (wrong identity), when it is sealed for another key than `recipient`
+ * (CapsuleOwnedByOtherKeyError naming both kids, unless `acceptExisting`), or when CSFLE is needed and unavailable.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ClientEncryption, type Binary, type KMSProviders, type MongoClient } from 'mongodb';
 import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { CapsuleAuthError, InvalidArgumentError } from '../errors.ts';
+import { CapsuleAuthError, CapsuleOwnedByOtherKeyError, InvalidArgumentError } from '../errors.ts';
 import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
@@ -64,6 +67,8 @@ export interface ProvisionOptions {
   capsuleNamespace?: string;
   timeoutMs?: number;
   serverSelectionTimeoutMS?: number;
+  /** Leave a capsule of that name sealed for another key than `recipient` alone (it is never opened) instead of refusing. */
+  acceptExisting?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -136,16 +141,18 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
       let created = false;
       let record: CapsuleRecord;
       if (existing === null) {
+        // A concurrent seeder may have stored one for another key: only a capsule sealed for `recipient` is opened.
         const seeded = await seedCapsule(store, { name: capsuleName, recipient, ...(options.signer === undefined ? {} : { signer: options.signer }), ...(unwrap === undefined ? {} : { unwrap }) });
         created = seeded.created;
         record = seeded.record;
         keys = seeded.keys;
+        if (!created) ownedBy(record, recipient, options.acceptExisting === true, onProgress);
         onProgress?.(created ? `sealed a new CMK into capsule ${capsuleName} for key ${recipient.kid}` : `capsule ${capsuleName} was seeded concurrently; using it`);
       } else {
         record = existing;
         onProgress?.(`capsule ${capsuleName} exists (key ${record.header.kid}, generation ${record.generation})`);
         // Opening it proves the identity before anything else is written.
-        if (unwrap) keys = await capsuleKeys(record, unwrap);
+        if (ownedBy(record, recipient, options.acceptExisting === true, onProgress) && unwrap) keys = await capsuleKeys(record, unwrap);
       }
 
       let keyVaultIndex: ProvisionResult['keyVaultIndex'] = 'skipped';
@@ -215,7 +222,7 @@ export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptio
     const bytes = wrapKey(cmk, recipient, { name, ...(signer === undefined ? {} : { signer }) });
     if (unwrap) await proveOpens(bytes, cmk, unwrap);
     const { created, record } = await store.seed(bytes);
-    if (!created) return unwrap ? { created, record, keys: await capsuleKeys(record, unwrap) } : { created, record };
+    if (!created) return unwrap && record.header.kid === recipient.kid ? { created, record, keys: await capsuleKeys(record, unwrap) } : { created, record };
     // Ours won: no need to unwrap again; hand over a copy of the CMK we sealed.
     const copy = Uint8Array.from(cmk);
     const key = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
@@ -227,6 +234,24 @@ export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptio
   } finally {
     cmk.fill(0);
   }
+}
+
+/**
+ * True when the stored capsule is sealed for `recipient`. Otherwise it belongs to another key: refused with both
+ * kids named (nothing was written), or, with `acceptExisting`, left alone (false: it is not opened).
+ */
+function ownedBy(record: CapsuleRecord, recipient: Pick<PublicIdentity, 'kid'>, acceptExisting: boolean, onProgress?: (m: string) => void): boolean {
+  if (record.header.kid === recipient.kid) return true;
+  const message = `capsule ${record.name} already exists and belongs to ANOTHER key (kid ${record.header.kid}), not to the recipient (kid ${recipient.kid})`;
+  if (!acceptExisting) {
+    throw new CapsuleOwnedByOtherKeyError(`${message}; nothing was changed`, {
+      hint:
+        `the stored capsule and the data under its CMK belong to key ${record.header.kid}. Seed with that key's public file, ` +
+        `choose another capsule name (\`--capsule <name>\`), or accept the existing capsule as it is (\`--accept-existing\`; \`acceptExisting: true\` in provisionCluster)`,
+    });
+  }
+  onProgress?.(`WARNING: ${message}; left unchanged (accepted)`);
+  return false;
 }
 
 /** The capsule about to be stored opens, with the caller's own unwrap, to the CMK we sealed. */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { MongoClient } from 'mongodb';
 import { parseCapsule, wrapKey, generateCmk } from '../../src/crypto/index.ts';
 import { CapsuleStore, provisionCluster, seedCapsule, sha256Hex, type CapsuleKeys } from '../../src/mongo/index.ts';
-import { CapsuleAuthError, CapsuleNotFoundError } from '../../src/errors.ts';
+import { CapsuleAuthError, CapsuleNotFoundError, CapsuleOwnedByOtherKeyError } from '../../src/errors.ts';
 import { connectTestClient, describeWithServer, server, uniqueDbName } from './support/server.ts';
 import { testIdentity } from './support/identity.ts';
 
@@ -117,9 +117,13 @@ describeWithServer(`capsule store (${server.description})`, () => {
     const kvNamespace = `${db}.__keyVault`;
     await seedCapsule(store, { name: 'owned', recipient: alice.pub, signer: alice.secret });
     const before = await client.db(db).collection('capsules').find({}).toArray();
-    // Existing capsule, wrong identity.
+    // Existing capsule sealed for another key than the recipient: refused as such, before it is opened.
     await expect(
       provisionCluster({ uri: server.uri, capsuleName: 'owned', recipient: mallory.pub, unwrap: mallory.unwrap, capsuleNamespace: namespace, keyVaultNamespace: kvNamespace }),
+    ).rejects.toThrow(CapsuleOwnedByOtherKeyError);
+    // Existing capsule, the right recipient, an identity that does not open it.
+    await expect(
+      provisionCluster({ uri: server.uri, capsuleName: 'owned', recipient: alice.pub, unwrap: mallory.unwrap, capsuleNamespace: namespace, keyVaultNamespace: kvNamespace }),
     ).rejects.toThrow(CapsuleAuthError);
     // New capsule sealed for someone the given identity cannot open.
     await expect(
