@@ -229,14 +229,18 @@ ${NAMESPACE_HELP}
       // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
       const marks = new FileCapsuleWatermarks();
       const markKey = watermarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+      // The newest capsule this run opened (signature verified): after the rotation it is the live one.
+      let newest: { createdAt: number; sha256: string } | undefined;
       const unwrapChecked = async (c: Uint8Array) => {
         const cmk = await km.unwrap(c, identity);
+        const seen = { createdAt: parseCapsule(c).header.createdAt.getTime(), sha256: sha256Hex(c) };
         try {
-          if (!values['accept-rollback']) assertNotOlder(await marks.get(markKey), { createdAt: parseCapsule(c).header.createdAt.getTime(), sha256: sha256Hex(c) }, `capsule ${capsuleName}`);
+          if (!values['accept-rollback']) assertNotOlder(await marks.get(markKey), seen, `capsule ${capsuleName}`);
         } catch (e) {
           cmk.fill(0);
           throw e;
         }
+        if (newest === undefined || seen.createdAt > newest.createdAt) newest = seen;
         return cmk;
       };
       const r = await rotateCmk({
@@ -249,6 +253,9 @@ ${NAMESPACE_HELP}
         ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
         onProgress: (m) => io.stderr.write(`${m}\n`),
       });
+      // Raised only now that the rotation is done (an abandoned one keeps the older capsule live): from here on a
+      // write-back of the generation it retired is refused by this machine's clients, doctor and provisioning.
+      if (newest !== undefined) await marks.raise(markKey, newest);
       say(io, `capsule ${r.capsuleName}: CMK rotated${r.resumed ? ' (finished an interrupted rotation)' : ''}`);
       say(io, `kid ${r.kid}`);
       say(io, `data keys moved ${r.rewrapped} (${r.fromProvider} → ${r.toProvider})`);

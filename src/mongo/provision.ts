@@ -19,6 +19,8 @@
  *   capsuleNamespace?: string;                     // default 'encryption.capsules'
  *   timeoutMs?: number;                            // bound on waiting for a writable primary (default 60 s)
  *   serverSelectionTimeoutMS?: number;             // bound on finding a server (default 10 s)
+ *   watermarks?: CapsuleWatermarkStore | false;    // replay marks (default: the file under the state directory)
+ *   acceptRollback?: boolean;                      // open an older capsule on purpose (a restored backup)
  *   acceptExisting?: boolean;                      // a capsule of that name sealed for another key than
  *                                                  // `recipient` is left alone instead of refused (never opened)
  *   onProgress?: (message: string) => void;        // human-readable steps; never contains secrets
@@ -40,7 +42,8 @@
  * CMK, seal it for `recipient`, prove it opens with `unwrap`, insert-if-absent (a concurrent seeder may win: then
  * its capsule is used) → key-vault index → data keys. Every step is skipped when already done, so re-running
  * after a crash converges. The CMK is wiped before returning. Nothing is written when the capsule that exists
- * cannot be opened with `unwrap` (wrong identity), when it is sealed for another key than `recipient`
+ * cannot be opened with `unwrap` (wrong identity, or not signed by a key it trusts), when it is older than the
+ * generation this machine last opened (a replay: CapsuleReplayError, see capsule-watermarks.ts), when it is sealed for another key than `recipient`
  * (CapsuleOwnedByOtherKeyError naming both kids, unless `acceptExisting`), or when CSFLE is needed and unavailable.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -50,7 +53,8 @@ import { CapsuleAuthError, CapsuleOwnedByOtherKeyError, InvalidArgumentError } f
 import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type Unwrapper } from './encrypted-client.ts';
+import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWatermarkStore } from '../keys/capsule-watermarks.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type ReplayGuard, type Unwrapper } from './encrypted-client.ts';
 import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, findDataKeys, getOrCreateDataKey } from './key-vault.ts';
 import { DEFAULT_PRIMARY_TIMEOUT_MS, DEFAULT_REPLICA_SET_NAME, ensureReplicaSet, ensureRootUser, type ReplicaSetMember } from './replica-set.ts';
 
@@ -67,6 +71,14 @@ export interface ProvisionOptions {
   capsuleNamespace?: string;
   timeoutMs?: number;
   serverSelectionTimeoutMS?: number;
+  /**
+   * Replay marks, as for openEncryptedClient: an existing capsule older than the newest generation this machine
+   * opened is refused before anything is written (default: a file under the state directory; `false`: no check).
+   * A capsule this call seals raises the mark.
+   */
+  watermarks?: CapsuleWatermarkStore | false;
+  /** Open an older capsule on purpose (a restored backup) and lower the mark to it. */
+  acceptRollback?: boolean;
   /** Leave a capsule of that name sealed for another key than `recipient` alone (it is never opened) instead of refusing. */
   acceptExisting?: boolean;
   onProgress?: (message: string) => void;
@@ -135,6 +147,9 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
   const client = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting to provision the capsule' });
   try {
     const store = new CapsuleStore(client, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
+    const marks = options.watermarks === undefined ? new FileCapsuleWatermarks() : options.watermarks;
+    // Checked (and raised) only after `unwrap` verified the capsule's signature, as the encrypted client does.
+    const replay: ReplayGuard | undefined = marks === false ? undefined : { store: marks, key: watermarkKey(store.locator, store.namespace, capsuleName), acceptRollback: options.acceptRollback === true };
     let keys: CapsuleKeys | undefined;
     try {
       const existing = await store.find(capsuleName);
@@ -142,7 +157,13 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
       let record: CapsuleRecord;
       if (existing === null) {
         // A concurrent seeder may have stored one for another key: only a capsule sealed for `recipient` is opened.
-        const seeded = await seedCapsule(store, { name: capsuleName, recipient, ...(options.signer === undefined ? {} : { signer: options.signer }), ...(unwrap === undefined ? {} : { unwrap }) });
+        const seeded = await seedCapsule(store, {
+          name: capsuleName,
+          recipient,
+          ...(options.signer === undefined ? {} : { signer: options.signer }),
+          ...(unwrap === undefined ? {} : { unwrap }),
+          ...(replay === undefined ? {} : { replay }),
+        });
         created = seeded.created;
         record = seeded.record;
         keys = seeded.keys;
@@ -152,7 +173,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         record = existing;
         onProgress?.(`capsule ${capsuleName} exists (key ${record.header.kid}, generation ${record.generation})`);
         // Opening it proves the identity before anything else is written.
-        if (ownedBy(record, recipient, options.acceptExisting === true, onProgress) && unwrap) keys = await capsuleKeys(record, unwrap);
+        if (ownedBy(record, recipient, options.acceptExisting === true, onProgress) && unwrap) keys = await capsuleKeys(record, unwrap, replay);
       }
 
       let keyVaultIndex: ProvisionResult['keyVaultIndex'] = 'skipped';
@@ -208,6 +229,11 @@ export interface SeedCapsuleOptions {
    * someone else is opened to return its keys. Without it `keys` is returned only when this call created it.
    */
   unwrap?: (capsule: Uint8Array) => Promise<Uint8Array>;
+  /**
+   * Replay marks: a capsule seeded concurrently by someone else is checked against them once `unwrap` opened it;
+   * the capsule this call stores raises the mark (only when `unwrap` proved it opens).
+   */
+  replay?: ReplayGuard;
 }
 
 /**
@@ -216,13 +242,15 @@ export interface SeedCapsuleOptions {
  * The caller wipes `keys`.
  */
 export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptions): Promise<{ created: boolean; record: CapsuleRecord; keys?: CapsuleKeys }> {
-  const { name, recipient, signer, unwrap } = options;
+  const { name, recipient, signer, unwrap, replay } = options;
   const cmk = generateCmk();
   try {
     const bytes = wrapKey(cmk, recipient, { name, ...(signer === undefined ? {} : { signer }) });
     if (unwrap) await proveOpens(bytes, cmk, unwrap);
     const { created, record } = await store.seed(bytes);
-    if (!created) return unwrap && record.header.kid === recipient.kid ? { created, record, keys: await capsuleKeys(record, unwrap) } : { created, record };
+    if (!created) return unwrap && record.header.kid === recipient.kid ? { created, record, keys: await capsuleKeys(record, unwrap, replay) } : { created, record };
+    // Ours is the newest generation of this capsule: a later write-back of an older one must be refused.
+    if (unwrap && replay) await checkWatermark(replay.store, replay.key, { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${name}`, replay.acceptRollback);
     // Ours won: no need to unwrap again; hand over a copy of the CMK we sealed.
     const copy = Uint8Array.from(cmk);
     const key = Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
