@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'LEGACY_KEY_UNSUPPORTED'
   | 'INSECURE_FILE_PERMISSIONS'
   | 'IDENTITY_LOCKED'
+  | 'STATE_FILE_LOCKED'
   | RecoveryErrorCode
   // files and CLI
   | 'FILE_EXISTS'
@@ -471,6 +472,18 @@ export class CapsuleLocationsCorruptError extends MongoCapsuleError {
 export class KeyNotRetiredError extends MongoCapsuleError {
   constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
     super('KEY_NOT_RETIRED', message, options);
+  }
+}
+
+/** A state file (capsule locations, replay marks) stayed locked by a live process longer than we wait. */
+export class StateFileLockedError extends MongoCapsuleError {
+  readonly lockPath: string;
+
+  constructor(what: string, path: string, lockPath: string, holder: string, waitedMs: number) {
+    super('STATE_FILE_LOCKED', `${what} ${path} is being updated by ${holder} (lock file ${lockPath}); waited ${Math.round(waitedMs / 1000)} s; nothing was changed`, {
+      hint: `wait for that mongo-capsule command to finish, then rerun; if none is running, remove the lock (\`rm ${lockPath}\`) and rerun`,
+    });
+    this.lockPath = lockPath;
   }
 }
 

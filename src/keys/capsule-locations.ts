@@ -7,14 +7,16 @@
  * atomically. It holds no secret and no credential: a cluster is recorded by its hosts (or SRV host), replica set
  * and capsule collection, never by its connection string. Entries are grouped by keychain service, then by
  * identity name, because separate keychain profiles hold separate identities of the same name.
- * Concurrent writers on one machine can lose each other's newest entry (the file is rewritten whole); an
- * entry lost that way is one `keys rotate` does not know about, as before this record existed.
+ * Every update is a read-modify-write under `capsule-locations.json.lock` (src/keys/file-lock.ts, with its
+ * stale-lock rule), so concurrent commands on one machine never lose each other's entries: a lost entry would be
+ * a location `keys rotate` does not know about, and might retire a key a capsule there still needs.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CapsuleLocationsCorruptError } from '../errors.ts';
 import { writeFileAtomic } from '../files.ts';
 import { stateDir } from '../state-dir.ts';
+import { withFileLock } from './file-lock.ts';
 
 export const CAPSULE_LOCATIONS_FILE = 'capsule-locations.json';
 
@@ -83,15 +85,24 @@ export class CapsuleLocations {
 
   /** Adds `locations` to the record of identity `name` (those already recorded are kept once). */
   async record(name: string, locations: readonly CapsuleLocation[]): Promise<void> {
-    const file = await this.#load();
-    const byName = (file.services[this.service] ??= {});
-    const known = byName[name] ?? [];
-    const ids = new Set(known.map(locationId));
-    const added = locations.filter((l) => !ids.has(locationId(l)) && ids.add(locationId(l)));
-    if (added.length === 0) return;
-    byName[name] = [...known, ...added.map(clean)];
+    // Nothing new (the usual case): no lock, no write.
+    const seen = new Set((await this.list(name)).map(locationId));
+    if (locations.every((l) => seen.has(locationId(l)))) return;
     await mkdir(this.#directory, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, replace: true });
+    await withFileLock(
+      this.path,
+      async () => {
+        const file = await this.#load();
+        const byName = (file.services[this.service] ??= {});
+        const known = byName[name] ?? [];
+        const ids = new Set(known.map(locationId));
+        const added = locations.filter((l) => !ids.has(locationId(l)) && ids.add(locationId(l)));
+        if (added.length === 0) return;
+        byName[name] = [...known, ...added.map(clean)];
+        await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, replace: true });
+      },
+      { what: 'the capsule location record' },
+    );
   }
 
   async #load(): Promise<LocationsFile> {

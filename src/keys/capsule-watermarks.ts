@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { CapsuleReplayError, CapsuleWatermarksCorruptError, FileNotFoundError } from '../errors.ts';
 import { readFileBounded, writeFileAtomic } from '../files.ts';
 import { stateDir } from '../state-dir.ts';
+import { withFileLock } from './file-lock.ts';
 
 export interface CapsuleWatermark {
   /** The capsule header's createdAt, ms since the epoch (covered by the signature). */
@@ -68,7 +69,10 @@ export class MemoryCapsuleWatermarks implements CapsuleWatermarkStore {
 /** Far more marks than any machine keeps (about 150 bytes each); a larger file is not ours. */
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
 
-/** JSON under the state directory (mode 0600, atomic replace; read-merge-max, so concurrent writers never lower a mark). */
+/**
+ * JSON under the state directory (mode 0600, atomic replace). Every raise is a read-merge-max-write under
+ * `<file>.lock` (src/keys/file-lock.ts), so concurrent processes neither lower a mark nor lose one.
+ */
 export class FileCapsuleWatermarks implements CapsuleWatermarkStore {
   readonly path: string;
   constructor(path = join(stateDir(), 'capsule-watermarks.json')) {
@@ -100,18 +104,20 @@ export class FileCapsuleWatermarks implements CapsuleWatermarkStore {
   }
 
   async raise(key: string, mark: CapsuleWatermark, options: { replace?: boolean } = {}): Promise<void> {
+    const settled = (current: CapsuleWatermark | undefined) =>
+      options.replace ? current?.sha256 === mark.sha256 && current.createdAt === mark.createdAt : !newer(mark, current);
+    // Already as high (the usual case when a capsule is opened again): no lock, no write.
+    if (settled((await this.#read())[key])) return;
     await mkdir(join(this.path, '..'), { recursive: true, mode: 0o700 });
-    // Another process may write between our read and our rename: read back and merge again until ours holds.
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const all = await this.#read();
-      const current = all[key];
-      if (!options.replace && !newer(mark, current)) return;
-      if (options.replace && current?.sha256 === mark.sha256 && current.createdAt === mark.createdAt) return;
-      all[key] = { createdAt: mark.createdAt, sha256: mark.sha256 };
-      await writeFileAtomic(this.path, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600, replace: true });
-      options = {};
-      const back = (await this.#read())[key];
-      if (back !== undefined && !newer(mark, back)) return;
-    }
+    await withFileLock(
+      this.path,
+      async () => {
+        const all = await this.#read();
+        if (settled(all[key])) return;
+        all[key] = { createdAt: mark.createdAt, sha256: mark.sha256 };
+        await writeFileAtomic(this.path, `${JSON.stringify(all, null, 2)}\n`, { mode: 0o600, replace: true });
+      },
+      { what: 'the capsule replay marks' },
+    );
   }
 }
