@@ -60,7 +60,7 @@ async function main() {
     if (identity.rotationPending) {
       echo(
         `a rotation of ${name} is unfinished: finish it with \`MONGODB_URI=<uri> npx mongo-capsule keys rotate --name ${name} --cluster --capsules <dir> --pub-out ${pubOut} --replace\`, ` +
-          'naming every cluster (--cluster, with --collection if not the default) and every directory (--capsules) that holds its capsules; ' +
+          'naming every cluster (--cluster, with --collection if not the default; a further cluster as --cluster VAR:<db.coll>, its connection string in the variable VAR) and every directory (--capsules) that holds its capsules; ' +
           `\`npx mongo-capsule keys status --name ${name}\` lists the locations recorded on this machine`,
       );
     }

@@ -4,6 +4,7 @@
  * (or from the explicit environment opt-in; see src/keys/secret-source.ts).
  */
 import { stat } from 'node:fs/promises';
+import type { MongoClient } from 'mongodb';
 import {
   DEFAULT_SUITE,
   encodePublicIdentity,
@@ -108,11 +109,15 @@ const KEYS_USAGE = `Usage: mongo-capsule keys <subcommand> [options]
           current recovery backup (stale after a rotation); --pub-out writes its public file
   delete  --name <identity> --yes
           remove the identity from the keychain; capsules sealed only for it become unreadable
-  rotate  [--name <identity>] (--capsules <dir>... | --cluster [--uri <uri>] [--collection <db.coll>]) --pub-out <file>
-          [--replace] [--suite <id>] [--verify <pub file>]... [--trust <pub file>]... [--allow-unsigned] [--retire-unused] [--accept-rollback]
+  rotate  [--name <identity>] (--capsules <dir>... | --cluster [VAR[:<db.coll>]]... [--uri <uri>] [--collection <db.coll>])
+          --pub-out <file> [--replace] [--suite <id>] [--verify <pub file>]... [--trust <pub file>]... [--allow-unsigned]
+          [--retire-unused] [--accept-rollback]
           new keys for the identity: every capsule sealed for the old key is re-sealed for the new one (the
           *.capsule files in each --capsules directory; with --cluster the capsules stored in the cluster at
-          MONGODB_URI or --uri, collection default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
+          MONGODB_URI or --uri, collection --collection, default ${DEFAULT_CAPSULE_NAMESPACE}), then the old key is retired;
+          --cluster is repeatable: --cluster VAR is the cluster whose connection string is in the environment
+          variable VAR, --cluster VAR:db.coll the same in another collection; every cluster is connected to and
+          read before the keychain changes, and the old key is retired only after all of them are re-sealed;
           an interrupted rotation is finished by running it again. The old key is retired only when a capsule
           sealed for the new key was found and every location recorded for the identity was searched; otherwise
           it is kept and the command exits 1 naming what is missing (--retire-unused: retire anyway)
@@ -163,11 +168,77 @@ async function remove(args: string[], io: CliIO): Promise<number> {
   return 0;
 }
 
+/** One `--cluster` of `keys rotate`, resolved: where its connection string came from and which collection. */
+interface ClusterArg {
+  /** For messages: `--cluster` or `--cluster STAGING_URI:app.capsules`. */
+  flag: string;
+  uri: string;
+  namespace: string;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * `--cluster` takes an optional value, which node's parser cannot express: a bare `--cluster` (the next word is
+ * another option, or there is none) becomes `--cluster=` (the empty value: the cluster at --uri / MONGODB_URI).
+ */
+function withBareClusterFlags(args: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') return [...out, ...args.slice(i)];
+    if (a === '--cluster' && (i + 1 >= args.length || args[i + 1]!.startsWith('-'))) out.push('--cluster=');
+    else out.push(a);
+  }
+  return out;
+}
+
+/**
+ * The clusters of `keys rotate`, every one resolved before anything changes. `--cluster` alone is the cluster at
+ * --uri / MONGODB_URI in --collection (default ${DEFAULT_CAPSULE_NAMESPACE}); `--cluster VAR` is the cluster whose
+ * connection string is in the environment variable VAR, `--cluster VAR:db.coll` the same in another collection.
+ * A connection string itself is refused as a value: it would put credentials on the command line.
+ */
+function clusterArgs(values: { cluster?: string[] | undefined; uri?: string | undefined; collection?: string | undefined }, io: CliIO): ClusterArg[] {
+  const out: ClusterArg[] = [];
+  const defaultNamespace = values.collection ?? DEFAULT_CAPSULE_NAMESPACE;
+  for (const raw of values.cluster ?? []) {
+    if (raw === '') {
+      if (!values.uri && !io.env.MONGODB_URI) {
+        throw new UsageError('keys rotate: --cluster needs a connection string', 'set MONGODB_URI (preferred: a password on a command line is visible to other users) or pass --uri');
+      }
+      out.push({ flag: '--cluster', uri: uriFrom('keys rotate', values, io), namespace: defaultNamespace });
+      continue;
+    }
+    if (raw.includes('://')) {
+      // Not echoed: it may hold a password.
+      throw new UsageError(
+        'keys rotate: --cluster takes the name of an environment variable that holds the connection string, not the connection string itself (a password on a command line is visible to other users)',
+        'put it in a variable and name that: STAGING_URI=\'mongodb://…\' mongo-capsule keys rotate --cluster STAGING_URI …; a bare --cluster uses MONGODB_URI',
+      );
+    }
+    const colon = raw.indexOf(':');
+    const variable = colon < 0 ? raw : raw.slice(0, colon);
+    const namespace = colon < 0 ? defaultNamespace : raw.slice(colon + 1);
+    if (!ENV_NAME.test(variable) || !/^[^.\s]+\.[^\s]+$/.test(namespace)) {
+      throw new UsageError(`keys rotate: --cluster ${JSON.stringify(raw)} is not VAR or VAR:db.collection`, 'name the environment variable that holds the connection string, optionally followed by :<db.collection>, e.g. --cluster STAGING_URI:encryption.capsules');
+    }
+    const uri = io.env[variable];
+    if (uri === undefined || uri.length === 0) {
+      throw new CapsuleLocationError(`keys rotate: --cluster ${raw}: the environment variable ${variable} is not set`, {
+        hint: `set ${variable} to the connection string of that cluster (e.g. ${variable}='mongodb://<user>:<password>@host:27017/') and rerun; the keychain is unchanged`,
+      });
+    }
+    out.push({ flag: `--cluster ${raw}`, uri, namespace });
+  }
+  return out;
+}
+
 async function rotate(args: string[], io: CliIO): Promise<number> {
-  const { values } = parseCommandArgs('keys rotate', args, {
+  const { values } = parseCommandArgs('keys rotate', withBareClusterFlags(args), {
     name: { type: 'string' },
     capsules: { type: 'string', multiple: true },
-    cluster: { type: 'boolean' },
+    cluster: { type: 'string', multiple: true },
     uri: { type: 'string' },
     collection: { type: 'string' },
     'pub-out': { type: 'string' },
@@ -181,14 +252,12 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   });
   const name = values.name ?? 'default';
   const dirs = values.capsules ?? [];
-  if ((values.uri !== undefined || values.collection !== undefined) && !values.cluster) {
+  if ((values.uri !== undefined || values.collection !== undefined) && (values.cluster ?? []).length === 0) {
     throw new UsageError('keys rotate: --uri and --collection go with --cluster', 'add --cluster to re-seal the capsules stored in the cluster');
   }
-  if (values.cluster && !values.uri && !io.env.MONGODB_URI) {
-    throw new UsageError('keys rotate: --cluster needs a connection string', 'set MONGODB_URI (preferred: a password on a command line is visible to other users) or pass --uri');
-  }
-  const clusterUri = values.cluster ? uriFrom('keys rotate', values, io) : undefined;
-  if (dirs.length === 0 && clusterUri === undefined) {
+  // Every --cluster resolved (and, below, connected to) before the keychain is touched.
+  const clusters = clusterArgs(values, io);
+  if (dirs.length === 0 && clusters.length === 0) {
     throw new UsageError('keys rotate: missing --capsules <dir> or --cluster', 'name every place that holds capsules sealed for this identity: capsule directories, the cluster, or both');
   }
   const pubOut = required('keys rotate', values, 'pub-out');
@@ -202,8 +271,14 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
     if (!st.isDirectory()) throw new CapsuleLocationError(`keys rotate: --capsules ${d} is not a directory`, { hint: 'pass the directory that holds the *.capsule files, not a file; the keychain is unchanged' });
     searched.push(directoryLocation(d));
   }
-  const namespace = values.collection ?? DEFAULT_CAPSULE_NAMESPACE;
-  if (clusterUri !== undefined) searched.push(clusterLocation(clusterUri, namespace));
+  // One search per distinct cluster and collection (the same one named twice is searched once).
+  const clusterSearches: (ClusterArg & { location: ClusterLocation })[] = [];
+  for (const c of clusters) {
+    const location = clusterLocation(c.uri, c.namespace);
+    if (searched.some((l) => locationId(l) === locationId(location))) continue;
+    searched.push(location);
+    clusterSearches.push({ ...c, location });
+  }
   const locations = capsuleLocationsFor(io);
   const recorded = await locations.list(name);
   const searchedIds = new Set(searched.map(locationId));
@@ -215,23 +290,28 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
   const signers = await Promise.all([...(values.trust ?? []), ...(values.verify ?? [])].map(loadPublicIdentityFile));
   // Fail before changing anything when the public file cannot be written afterwards.
   if (!values.replace && !before.rotationPending) await checkPublicTarget(pubOut, false, []);
-  // Connect before the rotation starts: an unreachable cluster must stop it while nothing has changed.
-  const client = clusterUri === undefined ? undefined : await connect(clusterUri, { purpose: 're-sealing the capsules stored in the cluster' });
+  // Connect to every cluster before the rotation starts: an unreachable one must stop it while nothing has changed.
+  const clients = new Map<string, MongoClient>();
   const finish = finishCommand(name, [...searched, ...unsearched], pubOut, values.replace === true);
   let report;
   try {
     const repositories: CapsuleRepository[] = dirs.map((d) => new FileCapsuleRepository(d));
-    if (client !== undefined) {
-      const store = new CapsuleStore(client, values.collection === undefined ? {} : { namespace: values.collection });
-      await assertNoPendingCmkRotation(store, Object.values(before.slots).filter((k): k is string => k !== null));
+    const held = new Set(Object.values(before.slots).filter((k): k is string => k !== null));
+    const marks = new FileCapsuleWatermarks();
+    for (const c of clusterSearches) {
+      let client = clients.get(c.uri);
+      if (client === undefined) {
+        client = await connect(c.uri, { purpose: `re-sealing the capsules stored in the cluster (${c.flag})` });
+        clients.set(c.uri, client);
+      }
+      const store = new CapsuleStore(client, { namespace: c.namespace });
+      await assertNoPendingCmkRotation(store, [...held]);
       // Reading the collection now proves it can be searched, before a key is written. A re-seal gives a capsule
       // a new creation time, so a replayed older generation must be refused here: re-sealed, it would pass every
       // later replay check.
-      const held = new Set(Object.values(before.slots).filter((k): k is string => k !== null));
-      const marks = new FileCapsuleWatermarks();
       for (const record of await store.list()) {
         if (!held.has(record.header.kid) || values['accept-rollback']) continue;
-        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.name}`);
+        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.name} (${describeLocation(c.location)})`);
       }
       repositories.push(store);
     }
@@ -258,7 +338,7 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
       throw e;
     }
   } finally {
-    await client?.close().catch(() => {});
+    for (const client of clients.values()) await client.close().catch(() => {});
   }
   if (report.resumed && report.retired) io.stdout.write('finished an interrupted rotation\n');
   if (report.discardedDamagedSlot) io.stdout.write(`discarded a damaged ${report.discardedDamagedSlot} slot left by the interruption (its key was held elsewhere or never used)\n`);
@@ -283,16 +363,28 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
 }
 
 /**
- * The `keys rotate` command that searches `locations`: one `--cluster` (the first cluster; a later run covers
- * another) with the connection string left for the user to fill in, since it holds credentials.
+ * The `keys rotate` command that searches `locations`, every cluster included: the first through MONGODB_URI and a
+ * bare `--cluster`, each further one through `--cluster VAR:db.coll`, where VAR is MONGODB_URI for another
+ * collection of the same cluster and MONGODB_URI_2, _3, … for other clusters. The connection strings are left
+ * for the user to fill in, since they hold credentials.
  */
 export function finishCommand(name: string, locations: readonly CapsuleLocation[], pubOut: string, replace: boolean): string {
   const dirs = [...new Set(locations.filter((l) => l.kind === 'directory').map((l) => l.path))];
-  const cluster = locations.find((l): l is ClusterLocation => l.kind === 'cluster');
+  const clusters: ClusterLocation[] = [];
+  for (const l of locations) if (l.kind === 'cluster' && !clusters.some((c) => locationId(c) === locationId(l))) clusters.push(l);
+  const where = (c: ClusterLocation) => locationId({ ...c, namespace: '' });
+  const variables = new Map<string, string>();
+  for (const c of clusters) if (!variables.has(where(c))) variables.set(where(c), variables.size === 0 ? 'MONGODB_URI' : `MONGODB_URI_${variables.size + 1}`);
   const parts: string[] = [];
-  if (cluster !== undefined) parts.push(`MONGODB_URI=${exampleUri(cluster)}`);
+  for (const c of clusters) {
+    const v = variables.get(where(c))!;
+    if (!parts.some((p) => p.startsWith(`${v}=`))) parts.push(`${v}=${exampleUri(c)}`);
+  }
   parts.push('mongo-capsule keys rotate', `--name ${name}`);
-  if (cluster !== undefined) parts.push('--cluster', ...(cluster.namespace === DEFAULT_CAPSULE_NAMESPACE ? [] : [`--collection ${cluster.namespace}`]));
+  clusters.forEach((c, i) => {
+    if (i === 0) parts.push('--cluster', ...(c.namespace === DEFAULT_CAPSULE_NAMESPACE ? [] : [`--collection ${c.namespace}`]));
+    else parts.push(`--cluster ${variables.get(where(c))!}:${c.namespace}`);
+  });
   for (const d of dirs) parts.push(`--capsules ${shellQuote(d)}`);
   parts.push(`--pub-out ${shellQuote(pubOut)}`);
   if (replace) parts.push('--replace');
