@@ -43,8 +43,9 @@
  * its capsule is used) → key-vault index → data keys. Every step is skipped when already done, so re-running
  * after a crash converges. The CMK is wiped before returning. Nothing is written when the capsule that exists
  * cannot be opened with `unwrap` (wrong identity, or not signed by a key it trusts), when it is older than the
- * generation this machine last opened (a replay: CapsuleReplayError, see capsule-watermarks.ts), when it is sealed for another key than `recipient`
- * (CapsuleOwnedByOtherKeyError naming both kids, unless `acceptExisting`), or when CSFLE is needed and unavailable.
+ * generation this machine last opened (a replay: CapsuleReplayError, see capsule-watermarks.ts), when it is
+ * sealed for another key than `recipient` (CapsuleOwnedByOtherKeyError naming both kids, unless
+ * `acceptExisting`), or when CSFLE is needed and unavailable.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ClientEncryption, type Binary, type KMSProviders, type MongoClient } from 'mongodb';
@@ -278,7 +279,7 @@ function ownedBy(record: CapsuleRecord, recipient: Pick<PublicIdentity, 'kid'>, 
         `choose another capsule name (\`--capsule <name>\`), or accept the existing capsule as it is (\`--accept-existing\`; \`acceptExisting: true\` in provisionCluster)`,
     });
   }
-  onProgress?.(`WARNING: ${message}; left unchanged (accepted)`);
+  onProgress?.(`${message}: left unchanged and not opened (acceptExisting)`);
   return false;
 }
 
