@@ -230,10 +230,13 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
       const held = new Set(Object.values(before.slots).filter((k): k is string => k !== null));
       const marks = new FileCapsuleWatermarks();
       for (const record of await store.list()) {
-        if (!held.has(record.header.kid) || values['accept-rollback']) continue;
-        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.name}`);
+        const mine = record.recipients.find((e) => held.has(e.header.kid));
+        if (mine === undefined || values['accept-rollback']) continue;
+        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: mine.header.createdAt.getTime(), sha256: mine.sha256 }, `capsule ${record.name}`);
       }
-      repositories.push(store);
+      // Every recipient's capsule is one stored capsule to the rotation: this identity's entries are re-sealed,
+      // whether it is a capsule's first recipient or one granted later.
+      repositories.push(store.recipientView());
     }
     try {
       report = await manager.rotate(name, repositories, {

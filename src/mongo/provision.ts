@@ -11,6 +11,7 @@
  *   rootUser?: { username: string; password: string };  // created on admin if absent (localhost exception or auth)
  *   capsuleName?: string;                          // default 'default'
  *   recipient: PublicIdentity;                     // the identity the CMK is sealed for (public part only)
+ *   additionalRecipients?: PublicIdentity[];       // further identities a new capsule is sealed for (same CMK)
  *   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;  // signs a newly sealed capsule (recommended)
  *   unwrap?: Unwrapper;                            // (capsule) => CMK; needed to verify a new capsule before it is
  *                                                  // stored, and to create data keys when the capsule already exists
@@ -25,6 +26,7 @@
  * interface ProvisionResult {
  *   capsuleName: string;
  *   kid: string;                                   // recipient key id of the live capsule
+ *   recipientKids: string[];                       // every recipient of the live capsule, kid first
  *   created: boolean;                              // true when this call sealed and stored the capsule
  *   kmsProvider: string;                           // named local KMS provider, 'local:g<generation>_<capsule>'
  *   dataKeyIds: Record<string, string>;            // alt name → data key UUID (hex with dashes)
@@ -42,9 +44,9 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ClientEncryption, type Binary, type KMSProviders, type MongoClient } from 'mongodb';
-import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { encodePublicIdentity, generateCmk, recipientTag, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { CapsuleAuthError, InvalidArgumentError } from '../errors.ts';
-import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
+import { CapsuleStore, type CapsuleRecord, type SealedRecipient } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type Unwrapper } from './encrypted-client.ts';
@@ -57,6 +59,8 @@ export interface ProvisionOptions {
   rootUser?: { username: string; password: string };
   capsuleName?: string;
   recipient: PublicIdentity;
+  /** Further identities a newly sealed capsule is sealed for too (each opens the same CMK). */
+  additionalRecipients?: PublicIdentity[];
   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
   unwrap?: Unwrapper;
   dataKeyAltNames?: string[];
@@ -70,6 +74,8 @@ export interface ProvisionOptions {
 export interface ProvisionResult {
   capsuleName: string;
   kid: string;
+  /** Every recipient kid of the live capsule, `kid` first. */
+  recipientKids: string[];
   created: boolean;
   kmsProvider: string;
   dataKeyIds: Record<string, string>;
@@ -136,7 +142,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
       let created = false;
       let record: CapsuleRecord;
       if (existing === null) {
-        const seeded = await seedCapsule(store, { name: capsuleName, recipient, ...(options.signer === undefined ? {} : { signer: options.signer }), ...(unwrap === undefined ? {} : { unwrap }) });
+        const seeded = await seedCapsule(store, { name: capsuleName, recipient, additionalRecipients: options.additionalRecipients ?? [], ...(options.signer === undefined ? {} : { signer: options.signer }), ...(unwrap === undefined ? {} : { unwrap }) });
         created = seeded.created;
         record = seeded.record;
         keys = seeded.keys;
@@ -177,6 +183,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         ...result,
         capsuleName,
         kid: record.header.kid,
+        recipientKids: record.recipients.map((r) => r.header.kid),
         created,
         kmsProvider: record.kmsProvider,
         dataKeyIds,
@@ -194,7 +201,9 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
 
 export interface SeedCapsuleOptions {
   name: string;
-  recipient: Pick<PublicIdentity, 'suite' | 'kid' | 'publicKey'>;
+  recipient: PublicIdentity;
+  /** Further recipients of the same CMK. */
+  additionalRecipients?: readonly PublicIdentity[];
   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
   /**
    * When given, the new capsule is proven to open before it is stored, and a capsule seeded concurrently by
@@ -209,12 +218,24 @@ export interface SeedCapsuleOptions {
  * The caller wipes `keys`.
  */
 export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptions): Promise<{ created: boolean; record: CapsuleRecord; keys?: CapsuleKeys }> {
-  const { name, recipient, signer, unwrap } = options;
+  const { name, recipient, signer, unwrap, additionalRecipients = [] } = options;
+  const kids = new Set([recipient.kid]);
+  for (const r of additionalRecipients) {
+    if (kids.has(r.kid)) throw new InvalidArgumentError(`seeding capsule ${name}: recipient ${r.kid} (${r.name}) is named twice`);
+    kids.add(r.kid);
+  }
   const cmk = generateCmk();
   try {
-    const bytes = wrapKey(cmk, recipient, { name, ...(signer === undefined ? {} : { signer }) });
-    if (unwrap) await proveOpens(bytes, cmk, unwrap);
-    const { created, record } = await store.seed(bytes);
+    const sealFor = (pub: PublicIdentity): SealedRecipient => {
+      const text = encodePublicIdentity(pub);
+      return { bytes: wrapKey(cmk, pub, { name, ...(signer === undefined ? {} : { signer }) }), publicIdentity: text, tag: recipientTag(cmk, name, text) };
+    };
+    const primary = sealFor(recipient);
+    if (unwrap) await proveOpens(primary.bytes, cmk, unwrap);
+    const { created, record } = await store.seed(primary.bytes, {
+      binding: { publicIdentity: primary.publicIdentity!, tag: primary.tag! },
+      others: additionalRecipients.map(sealFor),
+    });
     if (!created) return unwrap ? { created, record, keys: await capsuleKeys(record, unwrap) } : { created, record };
     // Ours won: no need to unwrap again; hand over a copy of the CMK we sealed.
     const copy = Uint8Array.from(cmk);
@@ -222,7 +243,7 @@ export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptio
     return {
       created,
       record,
-      keys: { kmsProviders: { [record.kmsProvider]: { key } } as unknown as KMSProviders, writeProvider: record.kmsProvider, wipe: () => copy.fill(0) },
+      keys: { kmsProviders: { [record.kmsProvider]: { key } } as unknown as KMSProviders, writeProvider: record.kmsProvider, cmk: copy, kid: recipient.kid, wipe: () => copy.fill(0) },
     };
   } finally {
     cmk.fill(0);
