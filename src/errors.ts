@@ -54,7 +54,10 @@ export type ErrorCode =
   | 'CAPSULE_OTHER_KEY'
   | 'ENDORSE_REFUSED'
   | 'CAPSULE_REPLAY'
-  | 'CAPSULE_WATERMARKS_CORRUPT';
+  | 'CAPSULE_WATERMARKS_CORRUPT'
+  // several recipients per capsule
+  | 'RECIPIENT_INVALID'
+  | 'RECIPIENT_NOT_FOUND';
 
 export interface MongoCapsuleErrorOptions {
   /** What the user can do about it; printed by the CLI under the message. */
@@ -525,6 +528,32 @@ export class CapsuleWatermarksCorruptError extends MongoCapsuleError {
     super('CAPSULE_WATERMARKS_CORRUPT', `the capsule replay marks ${path} cannot be read: ${why}`, {
       hint: 'repair the file or move it away (it holds no secret); without it this machine accepts the next capsule it sees as the newest (trust on first use again)',
       ...(cause === undefined ? {} : { cause }),
+    });
+  }
+}
+
+// ---- mongo: several recipients per capsule ----
+
+/**
+ * A recipient entry of a capsule is not bound to the capsule's current CMK: its tag does not verify, or its
+ * public identity does not match the key its capsule is sealed for. Someone wrote it who does not hold the CMK
+ * (or it is left from an older generation); nothing seals a new CMK for it.
+ */
+export class RecipientInvalidError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('RECIPIENT_INVALID', message, {
+      hint: 'nothing was changed. Remove the entry with `mongo-capsule keys revoke --kid <kid>` (it also rotates the CMK), then grant that identity again if it should have access',
+      ...options,
+    });
+  }
+}
+
+/** `keys revoke --kid` named a key that is not a recipient of the capsule. */
+export class RecipientNotFoundError extends MongoCapsuleError {
+  constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
+    super('RECIPIENT_NOT_FOUND', message, {
+      hint: '`mongo-capsule doctor` lists the recipients of each capsule (their kids); `mongo-capsule inspect` shows the kid of a public file',
+      ...options,
     });
   }
 }

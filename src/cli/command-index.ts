@@ -12,8 +12,12 @@ export type CommandGroup = 'crypto' | 'keys' | 'mongo' | 'provision';
 export const GROUP_LOADERS: Record<CommandGroup, () => Promise<Record<string, Command>>> = {
   crypto: async () => (await import('./crypto-commands.ts')).cryptoCommands,
   keys: async () => {
-    const [{ keysCommands }, { withRecoveryCommands }] = await Promise.all([import('./keys-commands.ts'), import('./backup-commands.ts')]);
-    return withRecoveryCommands(keysCommands);
+    const [{ keysCommands }, { withRecoveryCommands }, { withRecipientCommands }] = await Promise.all([
+      import('./keys-commands.ts'),
+      import('./backup-commands.ts'),
+      import('./recipient-commands.ts'),
+    ]);
+    return withRecipientCommands(withRecoveryCommands(keysCommands));
   },
   mongo: async () => (await import('./mongo-commands.ts')).mongoCommands,
   provision: async () => (await import('./provision-command.ts')).provisionCommands,
@@ -32,7 +36,7 @@ export const COMMAND_INDEX: Readonly<Record<string, CommandEntry>> = {
   inspect: { group: 'crypto', summary: 'print the header of a capsule as JSON (never any secret)' },
   suites: { group: 'crypto', summary: 'list the KEM suites and whether each is available here' },
   init: { group: 'keys', summary: 'create an identity whose secret keys live in the OS keychain' },
-  keys: { group: 'keys', summary: 'identities in the OS keychain: status, delete, rotate, migrate, backup, open-share, restore' },
+  keys: { group: 'keys', summary: 'identities in the OS keychain: status, delete, rotate, migrate, backup, open-share, restore, grant, revoke' },
   seed: { group: 'mongo', summary: 'seal a new CSFLE master key for a public identity and store it in a cluster (once)' },
   endorse: { group: 'mongo', summary: 'vouch for a capsule seeded without the identity: replace it with a fresh CMK signed by its owner' },
   'rotate-cmk': { group: 'mongo', summary: 'rotate the CSFLE master key of a capsule (resumes an interrupted rotation, or abandons it)' },

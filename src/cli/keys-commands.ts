@@ -310,10 +310,13 @@ async function rotate(args: string[], io: CliIO): Promise<number> {
       // a new creation time, so a replayed older generation must be refused here: re-sealed, it would pass every
       // later replay check.
       for (const record of await store.list()) {
-        if (!held.has(record.header.kid) || values['accept-rollback']) continue;
-        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.name} (${describeLocation(c.location)})`);
+        const mine = record.recipients.find((e) => held.has(e.header.kid));
+        if (mine === undefined || values['accept-rollback']) continue;
+        assertNotOlder(await marks.get(watermarkKey(store.locator, store.namespace, record.name)), { createdAt: mine.header.createdAt.getTime(), sha256: mine.sha256 }, `capsule ${record.name} (${describeLocation(c.location)})`);
       }
-      repositories.push(store);
+      // Every recipient's capsule is one stored capsule to the rotation: this identity's entries are re-sealed,
+      // whether it is a capsule's first recipient or one granted later.
+      repositories.push(store.recipientView());
     }
     try {
       report = await manager.rotate(name, repositories, {

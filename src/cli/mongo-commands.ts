@@ -3,8 +3,8 @@
  * better (it keeps passwords off command lines and out of shell history), from the MONGODB_URI variable.
  */
 import { recordSealedInCluster } from './capsule-locations.ts';
-import { generateCmk, parseCapsule, toPublicIdentity, verifyCapsule, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
+import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, toPublicIdentity, verifyCapsule, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { CapsuleOwnedByOtherKeyError, EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KeyManager, type KeyManagerOptions } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
 import { resolveKeychain } from '../keys/secret-source.ts';
@@ -29,6 +29,7 @@ import {
   keyVaultCollection,
   clusterLocatorOf,
   sha256Hex,
+  replayMarkKey,
 } from '../mongo/index.ts';
 import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
 import { parseCommandArgs, uriFrom } from './args.ts';
@@ -41,7 +42,7 @@ const NAMESPACE_HELP = `  --capsules <db.coll>     capsule collection (default $
   --key-vault <db.coll>    CSFLE key vault (default ${DEFAULT_KEY_VAULT_NAMESPACE})`;
 
 
-function keyManagerFor(io: CliIO, options: Pick<KeyManagerOptions, 'trustedSigners' | 'allowUnsigned'> = {}): Promise<KeyManager> {
+export function keyManagerFor(io: CliIO, options: Pick<KeyManagerOptions, 'trustedSigners' | 'allowUnsigned'> = {}): Promise<KeyManager> {
   // Same sources as the keys commands: the environment opt-in, else the OS keychain (service overridable).
   return resolveKeychain({
     env: io.env,
@@ -69,14 +70,16 @@ function say(io: CliIO, line: string): void {
 
 const seed: Command = {
   summary: 'seal a new CSFLE master key for a public identity and store it in a cluster (once)',
-  usage: `Usage: mongo-capsule seed [--uri <uri>] --pub <file> [--capsule <name>] [--identity <identity>] [--json]
+  usage: `Usage: mongo-capsule seed [--uri <uri>] --pub <file>... [--capsule <name>] [--identity <identity>] [--json]
 
 Seals a fresh 96-byte CSFLE master key for the public identity in <file> and stores the capsule in the
 cluster, unless a capsule with that name already exists (then nothing changes). Needs no keychain: the
-operator only needs the public file. Prints the capsule name and the recipient kid.
+operator only needs the public file. Prints the capsule name and the recipient kid. With several --pub the
+same CMK is sealed for each of them (recipients of one capsule; \`keys grant\` adds one later).
 
 ${URI_HELP}
-  --pub <file>             public identity file (<name>.pub.json from \`mongo-capsule init\`)
+  --pub <file>             public identity file (<name>.pub.json from \`mongo-capsule init\`); repeatable: every
+                           identity named opens the capsule with its own keychain
   --capsule <name>         capsule name (default "${DEFAULT_CAPSULE_NAME}"); --name <capsule> is the older spelling
   --identity <identity>    sign the capsule with this identity from the OS keychain, and check that it opens;
                            --sign-name <identity> is the older spelling
@@ -92,7 +95,7 @@ once on their machine, which replaces it with a fresh CMK signed by them.
   async run(args, io) {
     const { values } = parseCommandArgs('seed', args, {
       uri: { type: 'string' },
-      pub: { type: 'string' },
+      pub: { type: 'string', multiple: true },
       name: { type: 'string' },
       capsule: { type: 'string' },
       'sign-name': { type: 'string' },
@@ -104,8 +107,9 @@ once on their machine, which replaces it with a fresh CMK signed by them.
     });
     const capsuleName = alias('seed', values, 'capsule', 'name') ?? DEFAULT_CAPSULE_NAME;
     const uri = uriFrom('seed', values, io);
-    if (values.pub === undefined) throw new UsageError('seed: missing required option --pub <file>', 'run `mongo-capsule seed --help` for usage');
-    const recipient = await loadPublicIdentityFile(values.pub);
+    const pubFiles = values.pub ?? [];
+    if (pubFiles.length === 0) throw new UsageError('seed: missing required option --pub <file>', 'run `mongo-capsule seed --help` for usage');
+    const [recipient, ...others] = await Promise.all(pubFiles.map(loadPublicIdentityFile)) as [PublicIdentity, ...PublicIdentity[]];
     let signer: SecretIdentity | undefined;
     let km: KeyManager | undefined;
     const signName = alias('seed', values, 'identity', 'sign-name');
@@ -119,6 +123,7 @@ once on their machine, which replaces it with a fresh CMK signed by them.
         uri,
         capsuleName,
         recipient,
+        additionalRecipients: others,
         ...(signer === undefined ? {} : { signer }),
         ...(km === undefined || signName === undefined ? {} : { unwrap: (c: Uint8Array) => km.unwrap(c, signName) }),
         ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
@@ -130,7 +135,7 @@ once on their machine, which replaces it with a fresh CMK signed by them.
     } finally {
       km?.clearCache(); // wipes the decoded identity, on failure too
     }
-    const ours = result.kid === recipient.kid;
+    const ours = result.recipientKids.includes(recipient.kid);
     if (signName !== undefined && ours) await recordSealedInCluster(io, recipient.name, uri, values.capsules);
     const keyVault = values['key-vault'];
     if (keyVault !== undefined) {
@@ -145,7 +150,19 @@ once on their machine, which replaces it with a fresh CMK signed by them.
     }
     if (!ours) {
       // Only reached with --accept-existing: provisionCluster refuses it otherwise.
-      io.stderr.write(`WARNING: capsule ${result.capsuleName} already exists and belongs to ANOTHER key (kid ${result.kid}), not to ${values.pub} (kid ${recipient.kid}); it was left unchanged (--accept-existing)\n`);
+      io.stderr.write(`WARNING: capsule ${result.capsuleName} already exists and belongs to ANOTHER key (kid ${result.recipientKids.join(', ')}), not to ${pubFiles[0]} (kid ${recipient.kid}); it was left unchanged (--accept-existing)\n`);
+    } else if (!result.created) {
+      // Seeding never adds a recipient to a capsule that exists (that needs the CMK): say which ones it lacks.
+      const missing = others.map((p, i) => ({ p, file: pubFiles[i + 1]! })).filter(({ p }) => !result.recipientKids.includes(p.kid));
+      if (missing.length > 0) {
+        const message = `capsule ${result.capsuleName} already exists; ${missing.map(({ p, file }) => `${file} (kid ${p.kid})`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} not among its recipients, and seeding does not add recipients`;
+        if (!values['accept-existing']) {
+          throw new CapsuleOwnedByOtherKeyError(message, {
+            hint: `a recipient adds them with ${missing.map(({ file }) => `\`mongo-capsule keys grant --capsule ${result.capsuleName} --pub ${file}\``).join(', ')}; nothing was changed (--accept-existing: exit 0 anyway)`,
+          });
+        }
+        io.stderr.write(`WARNING: ${message} (--accept-existing)\n`);
+      }
     }
     if (result.created && signer === undefined) {
       io.stderr.write(
@@ -154,10 +171,11 @@ once on their machine, which replaces it with a fresh CMK signed by them.
       );
     }
     if (values.json) {
-      say(io, JSON.stringify({ capsule: result.capsuleName, kid: result.kid, created: result.created }));
+      say(io, JSON.stringify({ capsule: result.capsuleName, kid: result.kid, created: result.created, recipients: result.recipientKids }));
     } else {
       say(io, `capsule ${result.capsuleName}`);
       say(io, `kid ${result.kid}`);
+      if (result.recipientKids.length > 1) say(io, `recipients ${result.recipientKids.join(', ')}`);
       say(io, result.created ? 'created' : 'already present (unchanged)');
     }
     return 0;
@@ -228,7 +246,7 @@ ${NAMESPACE_HELP}
       // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay
       // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
       const marks = new FileCapsuleWatermarks();
-      const markKey = watermarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+      const markKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName, identity);
       // The newest capsule this run opened (signature verified): after the rotation it is the live one.
       let newest: { createdAt: number; sha256: string } | undefined;
       const unwrapChecked = async (c: Uint8Array) => {
@@ -508,12 +526,20 @@ ${NAMESPACE_HELP}
       try {
         const next = wrapKey(cmk, owner, { name: capsuleName, signer: secret });
         opened = await km.unwrap(next, identity);
-        await store.replace(capsuleName, record.bytes, next, { reason: 'endorse' });
+        const publicIdentity = encodePublicIdentity(owner);
+        // Sealed for the owner only: the other recipients of an unsigned capsule were listed by whoever seeded
+        // it, and endorsing must not vouch for them. The owner grants them, from their public files, afterwards.
+        await store.replace(capsuleName, record.bytes, next, { reason: 'endorse', binding: { publicIdentity, tag: recipientTag(cmk, capsuleName, publicIdentity) }, recipients: [] });
       } finally {
         cmk.fill(0);
         opened?.fill(0);
       }
       say(io, `capsule ${capsuleName}: endorsed (fresh CMK, sealed for ${owner.kid}, signed by ${owner.signer.kid})`);
+      const dropped = record.recipients.slice(1).map((e) => e.header.kid);
+      if (dropped.length > 0) {
+        say(io, `the unsigned capsule also listed recipient(s) ${dropped.join(', ')}: they were not carried over (nobody vouched for that list)`);
+        say(io, `grant each one you know, from their public file: mongo-capsule keys grant --capsule ${capsuleName} --pub <their .pub.json>`);
+      }
       return 0;
     } finally {
       km.clearCache();

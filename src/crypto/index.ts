@@ -4,3 +4,4 @@ import './ntru.ts';
 export * from './kem.ts';
 export * from './identity.ts';
 export * from './capsule.ts';
+export * from './recipients.ts';

@@ -16,6 +16,8 @@ import {
   checkIdentityName,
   decodeSecretIdentity,
   DEFAULT_SUITE,
+  encodePublicIdentity,
+  recipientTag,
   encodeSecretIdentity,
   generateIdentity,
   parseCapsule,
@@ -40,7 +42,7 @@ import {
   SignerUnknownError,
   isMongoCapsuleError,
 } from '../errors.ts';
-import type { CapsuleRepository } from './capsule-repository.ts';
+import type { CapsuleRepository, RecipientBinding } from './capsule-repository.ts';
 import { withIdentityLock } from './identity-lock.ts';
 import { equalBytes, type Keychain } from './keychain.ts';
 import { defaultKeychain } from './secret-source.ts';
@@ -548,9 +550,9 @@ export class KeyManager {
           untouched++;
           continue;
         }
-        const resealed = this.#reseal(stored.bytes, header, oldId, newId, trusted, options);
+        const { bytes: resealed, binding } = this.#reseal(stored.bytes, header, oldId, newId, trusted, options);
         report.attempted++;
-        if (await repo.compareAndSwap(stored.name, stored.bytes, resealed)) {
+        if (await repo.compareAndSwap(stored.name, stored.bytes, resealed, binding)) {
           report.rewrapped.push(`${repo.description}: ${stored.name}`);
           current++;
         } else {
@@ -568,7 +570,7 @@ export class KeyManager {
     });
   }
 
-  #reseal(bytes: Uint8Array, header: CapsuleHeader, oldId: SecretIdentity, newId: SecretIdentity, trusted: PublicIdentity[], options: RotateOptions): Uint8Array {
+  #reseal(bytes: Uint8Array, header: CapsuleHeader, oldId: SecretIdentity, newId: SecretIdentity, trusted: PublicIdentity[], options: RotateOptions): { bytes: Uint8Array; binding: RecipientBinding } {
     if (!header.signed) this.#checkUnsignedAllowed(header, options.allowUnsigned ?? this.#allowUnsigned);
     const cmk = withTrustHint(header, () => unwrapKey(bytes, oldId, { signers: trusted }));
     let check: Uint8Array | undefined;
@@ -581,7 +583,9 @@ export class KeyManager {
       });
       check = unwrapKey(resealed, newId);
       if (!equalBytes(check, cmk)) throw new CapsuleAuthError('rotation: the re-sealed capsule does not open to the same key');
-      return resealed;
+      // For stores that keep several recipients per capsule: the new key, bound to the CMK (crypto/recipients.ts).
+      const publicIdentity = encodePublicIdentity(toPublicIdentity(newId));
+      return { bytes: resealed, binding: { publicIdentity, tag: recipientTag(cmk, header.name, publicIdentity) } };
     } finally {
       cmk.fill(0);
       check?.fill(0);

@@ -10,6 +10,10 @@
  *   kmsProvider  name of the CSFLE local KMS provider whose key the capsule holds (see kmsProviderName)
  *   storedAt     when this version became live
  *   pendingRotation  present only while a CMK rotation is under way (see rotation.ts)
+ *   publicIdentity, recipientTag   the `.pub.json` text of the recipient `bytes` is sealed for, and its recipient
+ *                tag (crypto/recipients.ts); absent on capsules stored before recipient lists
+ *   recipients   further recipients of the same CMK: [{ kid, bytes, sha256, publicIdentity, tag }], each `bytes`
+ *                a capsule of the same name sealed for that kid (absent or empty: one recipient)
  *
  * Invariants:
  * - A unique index on `name`: seeding is insert-if-absent, so concurrent seeders end with exactly one capsule.
@@ -19,10 +23,10 @@
  *   open with the retired (perhaps compromised) key.
  */
 import { createHash } from 'node:crypto';
-import { Binary, MongoServerError, type Collection, type Document, MongoClient } from 'mongodb';
+import { Binary, MongoServerError, type Collection, type Document, MongoClient, type UpdateFilter } from 'mongodb';
 import { capsuleFromDocument, capsuleToDocument, parseCapsule, type CapsuleHeader } from '../crypto/index.ts';
 import { CapsuleConflictError, CapsuleFormatError, CapsuleNotFoundError, InvalidArgumentError } from '../errors.ts';
-import type { CapsuleRepository, StoredCapsule } from '../keys/capsule-repository.ts';
+import type { CapsuleRepository, RecipientBinding, StoredCapsule } from '../keys/capsule-repository.ts';
 import { DURABLE, mongoError, parseNamespace } from './connection.ts';
 
 export const DEFAULT_CAPSULE_NAMESPACE = 'encryption.capsules';
@@ -40,7 +44,8 @@ export function kmsProviderName(capsuleName: string, generation: number): string
 
 const DUPLICATE_KEY = 11000;
 /** Fields of a stored document that are ours, not the capsule's (allowed by capsuleFromDocument). */
-const BOOKKEEPING_FIELDS = ['_id', 'sha256', 'generation', 'kmsProvider', 'storedAt', 'pendingRotation'] as const;
+const BOOKKEEPING_FIELDS = ['_id', 'sha256', 'generation', 'kmsProvider', 'storedAt', 'pendingRotation', 'publicIdentity', 'recipientTag', 'recipients', 'recipientsDigest'] as const;
+const RECIPIENT_FIELDS = ['kid', 'bytes', 'sha256', 'publicIdentity', 'tag'];
 
 /** A CMK rotation in progress, kept inside the capsule document so it changes atomically with it. */
 export interface PendingRotation {
@@ -53,6 +58,27 @@ export interface PendingRotation {
   startedAt: Date;
   /** 'prepared' → 'rewrapped'; the swap removes the field. */
   phase: 'prepared' | 'rewrapped';
+  /**
+   * The next CMK sealed for every recipient, `[0]` being `next` (with its binding); empty for a rotation started
+   * before recipient lists, which seals for the `next` recipient only.
+   */
+  recipients: SealedRecipient[];
+  /** The recipient this rotation removes (keys revoke), if any: it is gone from the live list already. */
+  revokedKid: string | null;
+}
+
+/** A capsule sealed for one recipient, with what binds that recipient to the CMK (crypto/recipients.ts). */
+export interface SealedRecipient {
+  bytes: Uint8Array;
+  /** The `.pub.json` text of the recipient; null on a capsule stored before recipient lists. */
+  publicIdentity: string | null;
+  tag: Uint8Array | null;
+}
+
+/** One recipient of a live capsule. */
+export interface RecipientEntry extends SealedRecipient {
+  header: CapsuleHeader;
+  sha256: string;
 }
 
 export interface CapsuleRecord extends StoredCapsule {
@@ -62,6 +88,10 @@ export interface CapsuleRecord extends StoredCapsule {
   kmsProvider: string;
   storedAt: Date;
   pendingRotation: PendingRotation | null;
+  /** Every recipient of the CMK: `[0]` is the one `bytes` is sealed for, then the others (keys grant). */
+  recipients: RecipientEntry[];
+  /** @internal The stored digest of the further recipients' list (its compare-and-swap token); null when absent. */
+  recipientsDigest: string | null;
 }
 
 export interface CapsuleHistoryEntry {
@@ -157,9 +187,15 @@ export class CapsuleStore implements CapsuleRepository {
    * Stores `bytes` as capsule `header.name` unless a capsule with that name exists (insert-if-absent).
    * Concurrent calls for one name: exactly one is created, every caller gets the same live record.
    */
-  async seed(bytes: Uint8Array): Promise<SeedResult> {
+  async seed(bytes: Uint8Array, recipients: { binding?: RecipientBinding; others?: readonly SealedRecipient[] } = {}): Promise<SeedResult> {
     const doc = capsuleToDocument(bytes); // parses: malformed bytes never reach the database
     const kmsProvider = kmsProviderName(doc.name, 1);
+    const others = (recipients.others ?? []).map((r) => recipientDocument(doc.name, r));
+    const kids = new Set([doc.kid]);
+    for (const o of others) {
+      if (kids.has(o.kid)) throw new InvalidArgumentError(`seed: capsule ${doc.name} names recipient ${o.kid} twice`);
+      kids.add(o.kid);
+    }
     await this.ensureIndexes();
     const now = new Date();
     const stored = {
@@ -169,6 +205,8 @@ export class CapsuleStore implements CapsuleRepository {
       generation: 1,
       kmsProvider,
       storedAt: now,
+      ...bindingFields(recipients.binding),
+      ...(others.length > 0 ? { recipients: others, recipientsDigest: listDigest(others) } : {}),
     };
     try {
       await this.#capsules.insertOne(stored);
@@ -242,7 +280,7 @@ export class CapsuleStore implements CapsuleRepository {
   }
 
   /** Like compareAndSwap, throwing CapsuleConflictError instead of resolving false. */
-  async replace(name: string, expected: Uint8Array, next: Uint8Array, options: { reason: string }): Promise<void> {
+  async replace(name: string, expected: Uint8Array, next: Uint8Array, options: { reason: string; binding?: RecipientBinding; recipients?: readonly SealedRecipient[] }): Promise<void> {
     if (!(await this.swap(name, expected, next, options))) {
       throw new CapsuleConflictError(`capsule ${name} changed since it was read, or a CMK rotation is pending; nothing was replaced`);
     }
@@ -253,7 +291,13 @@ export class CapsuleStore implements CapsuleRepository {
     name: string,
     expected: Uint8Array,
     next: Uint8Array,
-    { reason, kmsProvider, pendingRotationId }: { reason: string; kmsProvider?: string; pendingRotationId?: string },
+    {
+      reason,
+      kmsProvider,
+      pendingRotationId,
+      binding,
+      recipients,
+    }: { reason: string; kmsProvider?: string; pendingRotationId?: string; binding?: RecipientBinding; recipients?: readonly SealedRecipient[] },
   ): Promise<boolean> {
     checkName('compareAndSwap', name);
     const doc = capsuleToDocument(next);
@@ -285,8 +329,10 @@ export class CapsuleStore implements CapsuleRepository {
             generation: current.generation + 1,
             kmsProvider: kmsProvider ?? current.kmsProvider,
             storedAt: now,
+            ...(binding === undefined ? {} : bindingFields(binding)),
+            ...(recipients === undefined ? {} : listFields(recipients.map((r) => recipientDocument(name, r)))),
           },
-          $unset: { pendingRotation: '' },
+          $unset: { pendingRotation: '', ...(binding === undefined ? { publicIdentity: '', recipientTag: '' } : {}) },
         },
       );
       matched = r.matchedCount;
@@ -301,11 +347,31 @@ export class CapsuleStore implements CapsuleRepository {
 
   /** @internal Starts a CMK rotation: attaches `pending` iff the capsule is still `expectedSha` with none pending. */
   async beginRotation(name: string, expectedSha: string, pending: PendingRotation): Promise<boolean> {
+    const stored = {
+      id: pending.id,
+      toProvider: pending.toProvider,
+      next: new Binary(pending.next),
+      startedAt: pending.startedAt,
+      phase: pending.phase,
+      recipients: pending.recipients.map((r) => recipientDocument(name, r)),
+      revokedKid: pending.revokedKid,
+    };
+    let filter: Document = { name, sha256: expectedSha, pendingRotation: { $exists: false } };
+    const set: Document = { pendingRotation: stored };
+    if (pending.revokedKid !== null) {
+      // Revoking: the recipient leaves the live list in the same update that announces the next CMK, so no state
+      // exists in which the rotation is pending and the revoked key still opens the live capsule. (The first
+      // recipient, whose capsule is `bytes`, leaves at the swap: it holds only the live CMK meanwhile.)
+      const current = await this.find(name);
+      if (current === null || current.sha256 !== expectedSha) return false;
+      const others = current.recipients.slice(1);
+      if (others.some((e) => e.header.kid === pending.revokedKid)) {
+        filter = { ...filter, ...sameRecipients(current) };
+        Object.assign(set, listFields(others.filter((e) => e.header.kid !== pending.revokedKid).map((e) => recipientDocument(name, e))));
+      }
+    }
     try {
-      const r = await this.#capsules.updateOne(
-        { name, sha256: expectedSha, pendingRotation: { $exists: false } },
-        { $set: { pendingRotation: { ...pending, next: new Binary(pending.next) } } },
-      );
+      const r = await this.#capsules.updateOne(filter, { $set: set });
       return r.matchedCount === 1;
     } catch (e) {
       throw mongoError(e, `starting the CMK rotation of capsule ${name}`);
@@ -375,18 +441,124 @@ export class CapsuleStore implements CapsuleRepository {
     const sha = sha256Hex(bytes);
     if (doc.sha256 !== sha) throw new CapsuleFormatError(`capsule document ${String(doc.name)} in ${this.namespace}: sha256 does not match its bytes`);
     const p = doc.pendingRotation as Document | undefined;
+    const name = String(doc.name);
+    const header = parseCapsule(bytes).header;
+    const primary: RecipientEntry = { bytes, header, sha256: sha, ...this.#binding(name, doc.publicIdentity, doc.recipientTag) };
+    const others = this.#recipientList(name, doc.recipients).map((r) => this.#entry(name, r));
+    const kids = new Set([header.kid]);
+    for (const o of others) {
+      if (kids.has(o.header.kid)) throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace} names recipient ${o.header.kid} twice`);
+      kids.add(o.header.kid);
+    }
     return {
-      name: String(doc.name),
+      name,
       bytes,
-      header: parseCapsule(bytes).header,
+      header,
       sha256: sha,
       generation: Number(doc.generation),
       kmsProvider: String(doc.kmsProvider),
       storedAt: doc.storedAt as Date,
+      recipients: [primary, ...others],
+      recipientsDigest: typeof doc.recipientsDigest === 'string' ? doc.recipientsDigest : null,
       pendingRotation:
         p === undefined || p === null
           ? null
-          : { id: String(p.id), toProvider: String(p.toProvider), next: toBytes(p.next), startedAt: p.startedAt as Date, phase: p.phase as PendingRotation['phase'] },
+          : {
+              id: String(p.id),
+              toProvider: String(p.toProvider),
+              next: toBytes(p.next),
+              startedAt: p.startedAt as Date,
+              phase: p.phase as PendingRotation['phase'],
+              recipients: this.#recipientList(name, p.recipients).map((r) => {
+                const e = this.#entry(name, r);
+                return { bytes: e.bytes, publicIdentity: e.publicIdentity, tag: e.tag };
+              }),
+              revokedKid: typeof p.revokedKid === 'string' ? p.revokedKid : null,
+            },
+    };
+  }
+
+  #recipientList(name: string, list: unknown): Document[] {
+    if (list === undefined || list === null) return [];
+    if (!Array.isArray(list)) throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: recipients is not a list`);
+    return list as Document[];
+  }
+
+  #binding(name: string, publicIdentity: unknown, tag: unknown): Pick<SealedRecipient, 'publicIdentity' | 'tag'> {
+    if (publicIdentity === undefined || publicIdentity === null) return { publicIdentity: null, tag: null };
+    if (typeof publicIdentity !== 'string') throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: a recipient's public identity is not text`);
+    return { publicIdentity, tag: tag === undefined || tag === null ? null : toBytes(tag) };
+  }
+
+  #entry(name: string, r: Document): RecipientEntry {
+    if (r === null || typeof r !== 'object') throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: a recipient entry is not a document`);
+    for (const k of Object.keys(r)) {
+      if (!RECIPIENT_FIELDS.includes(k)) throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: a recipient entry has an unexpected field ${k}`);
+    }
+    const bytes = toBytes(r.bytes);
+    const header = parseCapsule(bytes).header;
+    if (header.name !== name) throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: a recipient entry holds a capsule named ${JSON.stringify(header.name)}`);
+    if (r.kid !== header.kid) throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: a recipient entry says kid ${String(r.kid)} but its capsule is sealed for ${header.kid}`);
+    const sha = sha256Hex(bytes);
+    if (r.sha256 !== sha) throw new CapsuleFormatError(`capsule document ${name} in ${this.namespace}: a recipient entry's sha256 does not match its bytes`);
+    return { bytes, header, sha256: sha, ...this.#binding(name, r.publicIdentity, r.tag) };
+  }
+
+  /**
+   * Adds a recipient (keys grant): `entry` seals the live CMK for another key. Applied only while the capsule is
+   * still `expectedSha` with no CMK rotation pending and that key is not a recipient yet; false otherwise.
+   */
+  async addRecipient(name: string, expectedSha: string, entry: SealedRecipient): Promise<boolean> {
+    checkName('addRecipient', name);
+    const d = recipientDocument(name, entry);
+    const current = await this.find(name);
+    if (current === null || current.sha256 !== expectedSha || current.pendingRotation !== null) return false;
+    if (current.recipients.some((e) => e.header.kid === d.kid)) return false;
+    const list = [...current.recipients.slice(1).map((e) => recipientDocument(name, e)), d];
+    try {
+      const r = await this.#capsules.updateOne({ name, sha256: expectedSha, pendingRotation: { $exists: false }, ...sameRecipients(current) }, { $set: listFields(list) });
+      return r.matchedCount === 1;
+    } catch (e) {
+      throw mongoError(e, `adding a recipient to capsule ${name}`);
+    }
+  }
+
+  /**
+   * Replaces one further recipient's capsule (a KEM-key rotation of that recipient) iff it is still `expected`
+   * and no CMK rotation is pending; false otherwise.
+   */
+  async replaceRecipient(name: string, expected: Uint8Array, next: Uint8Array, binding: RecipientBinding | undefined): Promise<boolean> {
+    checkName('replaceRecipient', name);
+    const replacement = { bytes: next, publicIdentity: binding?.publicIdentity ?? null, tag: binding?.tag ?? null };
+    const expectedSha = sha256Hex(expected);
+    const current = await this.find(name);
+    if (current === null || current.pendingRotation !== null) return false;
+    const others = current.recipients.slice(1);
+    if (!others.some((e) => e.sha256 === expectedSha)) return false;
+    const list = others.map((e) => recipientDocument(name, e.sha256 === expectedSha ? replacement : e));
+    try {
+      // Compare-and-swap on the whole list, so a concurrent grant is never lost.
+      const r = await this.#capsules.updateOne({ name, sha256: current.sha256, pendingRotation: { $exists: false }, ...sameRecipients(current) }, { $set: listFields(list) });
+      return r.matchedCount === 1;
+    } catch (e) {
+      throw mongoError(e, `replacing a recipient of capsule ${name}`);
+    }
+  }
+
+  /**
+   * The store as KEM-key rotation sees it: every recipient's capsule is one stored capsule, so rotating the key
+   * of any recipient re-seals that recipient's entry and leaves the others alone.
+   */
+  recipientView(): CapsuleRepository {
+    return {
+      description: this.description,
+      list: async () => (await this.list()).flatMap((r) => r.recipients.map((e) => ({ name: r.name, bytes: e.bytes }))),
+      compareAndSwap: async (name, expected, next, binding) => {
+        const current = await this.find(name);
+        if (current === null) return false;
+        if (current.sha256 === sha256Hex(expected)) return this.swap(name, expected, next, { reason: 'kem-rotation', ...(binding === undefined ? {} : { binding }) });
+        return this.replaceRecipient(name, expected, next, binding);
+      },
     };
   }
 
@@ -399,6 +571,40 @@ export class CapsuleStore implements CapsuleRepository {
       throw mongoError(e, `abandoning the CMK rotation of capsule ${name}`);
     }
   }
+}
+
+/**
+ * A filter matching a capsule document whose further recipients are still those of `record`: every writer of
+ * the list stores its digest beside it (`recipientsDigest`), the compare-and-swap token of the list.
+ */
+function sameRecipients(record: Pick<CapsuleRecord, 'recipientsDigest'>): Document {
+  return record.recipientsDigest === null ? { recipientsDigest: { $exists: false } } : { recipientsDigest: record.recipientsDigest };
+}
+
+/** The list of further recipients and its digest, as stored. */
+function listFields(list: Document[]): Document {
+  return { recipients: list, recipientsDigest: listDigest(list) };
+}
+
+function listDigest(list: readonly Document[]): string {
+  return sha256Hex(new TextEncoder().encode(`recipients\0${list.map((d) => String(d.sha256)).join(',')}`));
+}
+
+/** The stored form of a further recipient (the kid repeated, so that updates can select by it). */
+function recipientDocument(name: string, r: SealedRecipient): Document {
+  const header = parseCapsule(r.bytes).header;
+  if (header.name !== name) throw new InvalidArgumentError(`a recipient capsule is named ${JSON.stringify(header.name)}, not ${JSON.stringify(name)}`);
+  return {
+    kid: header.kid,
+    bytes: new Binary(r.bytes),
+    sha256: sha256Hex(r.bytes),
+    ...(r.publicIdentity === null ? {} : { publicIdentity: r.publicIdentity }),
+    ...(r.tag === null ? {} : { tag: new Binary(r.tag) }),
+  };
+}
+
+function bindingFields(b: RecipientBinding | undefined): Document {
+  return b === undefined ? {} : { publicIdentity: b.publicIdentity, recipientTag: new Binary(b.tag) };
 }
 
 function checkName(op: string, name: unknown): asserts name is string {

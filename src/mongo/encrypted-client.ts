@@ -20,7 +20,8 @@
  * with the keys they cached) until `close()`.
  */
 import { type Binary, ClientEncryption, MongoClient, type KMSProviders, type MongoClientOptions } from 'mongodb';
-import { CapsuleConflictError, CmkRotatedError, InvalidArgumentError } from '../errors.ts';
+import { parseCapsule } from '../crypto/index.ts';
+import { CapsuleAuthError, CapsuleConflictError, CmkRotatedError, InvalidArgumentError } from '../errors.ts';
 import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWatermarkStore } from '../keys/capsule-watermarks.ts';
 import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
@@ -35,12 +36,15 @@ export const DEFAULT_REFRESH_INTERVAL_MS = 10_000;
 
 /** Opens a capsule: verifies its signature and returns the 96-byte CMK (the caller wipes it). */
 export type UnwrapFn = (capsule: Uint8Array) => Promise<Uint8Array>;
-/** A function, or an object with an `unwrap(capsule)` method (for example a KeyManager bound to an identity). */
-export type Unwrapper = UnwrapFn | { unwrap(capsule: Uint8Array): Promise<Uint8Array> };
+/**
+ * A function, or an object with an `unwrap(capsule, identity?)` method (a KeyManager: then the identity
+ * option of the caller names which keychain identity opens the capsule).
+ */
+export type Unwrapper = UnwrapFn | { unwrap(capsule: Uint8Array, identity?: string): Promise<Uint8Array> };
 
-export function toUnwrapFn(u: Unwrapper): UnwrapFn {
+export function toUnwrapFn(u: Unwrapper, identity?: string): UnwrapFn {
   if (typeof u === 'function') return u;
-  if (u !== null && typeof u === 'object' && typeof u.unwrap === 'function') return (c) => u.unwrap(c);
+  if (u !== null && typeof u === 'object' && typeof u.unwrap === 'function') return identity === undefined ? (c) => u.unwrap(c) : (c) => u.unwrap(c, identity);
   throw new InvalidArgumentError('unwrap must be a function (capsule bytes → CMK) or an object with an unwrap method');
 }
 
@@ -49,6 +53,10 @@ export interface CapsuleKeys {
   kmsProviders: KMSProviders;
   /** Provider for new data keys: the rotation target while one is pending, otherwise the live provider. */
   writeProvider: string;
+  /** The live CMK (the same memory as its provider's key; wiped by `wipe`). */
+  cmk: Uint8Array;
+  /** The recipient whose capsule was opened (the unwrap's key). */
+  kid: string;
   wipe(): void;
 }
 
@@ -57,6 +65,33 @@ export interface ReplayGuard {
   store: CapsuleWatermarkStore;
   key: string;
   acceptRollback?: boolean;
+}
+
+/** A recipient the unwrap does not hold: another recipient's capsule may be for it. */
+function isNotHeld(e: unknown): boolean {
+  return e instanceof CapsuleAuthError && /wrong key \(capsule is for|does not hold/.test(e.message);
+}
+
+/**
+ * Opens the recipient capsule of `record` that `open` holds the key of: every recipient's capsule is tried,
+ * and one for a key the unwrap does not hold is passed over (anything else, a bad signature above all, stops).
+ */
+async function openRecipient(record: CapsuleRecord, open: UnwrapFn): Promise<{ cmk: Uint8Array; entry: CapsuleRecord['recipients'][number] }> {
+  const entries = record.recipients.length > 0 ? record.recipients : [{ bytes: record.bytes, header: record.header, sha256: record.sha256, publicIdentity: null, tag: null }];
+  let first: unknown;
+  for (const entry of entries) {
+    try {
+      return { cmk: await open(entry.bytes), entry };
+    } catch (e) {
+      if (!isNotHeld(e)) throw e;
+      first ??= e;
+    }
+  }
+  if (entries.length === 1) throw first;
+  throw new CapsuleAuthError(`capsule ${record.name} is sealed for keys ${entries.map((e) => e.header.kid).join(', ')}; the identity used holds none of them`, {
+    hint: 'open it with an identity that is a recipient (option `identity`, CLI `--identity`), or have a recipient run `mongo-capsule keys grant --pub <your .pub.json>`',
+    cause: first,
+  });
 }
 
 /** Unwraps the live capsule (and a pending rotation's next capsule) into local KMS provider settings. */
@@ -68,23 +103,36 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper, repl
   };
   try {
     const kmsProviders: Record<string, { key: Buffer }> = {};
-    const live = await open(record.bytes);
+    const { cmk: live, entry } = await openRecipient(record, open);
     buffers.push(live);
     // Only after the unwrap verified the signature: the mark is raised only by capsules the owner vouched for.
-    if (replay) await checkWatermark(replay.store, replay.key, { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${record.header.name}`, replay.acceptRollback);
+    if (replay) await checkWatermark(replay.store, replay.key, { createdAt: entry.header.createdAt.getTime(), sha256: entry.sha256 }, `capsule ${record.header.name}`, replay.acceptRollback);
     kmsProviders[record.kmsProvider] = { key: asBuffer(live) };
     let writeProvider = record.kmsProvider;
-    if (record.pendingRotation) {
-      const next = await open(record.pendingRotation.next);
-      buffers.push(next);
-      kmsProviders[record.pendingRotation.toProvider] = { key: asBuffer(next) };
-      writeProvider = record.pendingRotation.toProvider;
+    const pending = record.pendingRotation;
+    if (pending) {
+      // The next CMK sealed for the same recipient (a rotation started before recipient lists seals `next` only).
+      const nextBytes = pending.recipients.length > 0 ? pending.recipients.find((r) => parseCapsule(r.bytes).header.kid === entry.header.kid)?.bytes : pending.next;
+      if (nextBytes !== undefined) {
+        const next = await open(nextBytes);
+        buffers.push(next);
+        kmsProviders[pending.toProvider] = { key: asBuffer(next) };
+        writeProvider = pending.toProvider;
+      }
     }
-    return { kmsProviders: kmsProviders as unknown as KMSProviders, writeProvider, wipe };
+    return { kmsProviders: kmsProviders as unknown as KMSProviders, writeProvider, cmk: live, kid: entry.header.kid, wipe };
   } catch (e) {
     wipe();
     throw e;
   }
+}
+
+/**
+ * The replay mark of one identity for one capsule. One mark per identity, since the recipients' capsules of one
+ * generation are sealed at different times; the default identity keeps the key marks had before recipients.
+ */
+export function replayMarkKey(locator: string, namespace: string, capsuleName: string, identity?: string): string {
+  return watermarkKey(locator, namespace, capsuleName) + (identity === undefined || identity === 'default' ? '' : `#${identity}`);
 }
 
 /** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */
@@ -103,6 +151,11 @@ export interface OpenEncryptedClientOptions {
   capsuleName?: string;
   /** Opens the capsule: a KeyManager-like object or a function. */
   unwrap: Unwrapper;
+  /**
+   * The keychain identity that opens the capsule when `unwrap` is a KeyManager (default 'default'): the client
+   * opens the capsule's recipient entry sealed for a key this identity holds.
+   */
+  identity?: string;
   /** Default encryption.__keyVault. */
   keyVaultNamespace?: string;
   /** Default encryption.capsules. */
@@ -186,13 +239,14 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     refreshIntervalMS = DEFAULT_REFRESH_INTERVAL_MS,
     keyExpirationMS,
   } = options;
-  const unwrap = toUnwrapFn(options.unwrap);
+  const unwrap = toUnwrapFn(options.unwrap, options.identity);
   const expiry = keyExpirationMS === undefined ? {} : { keyExpirationMS };
   const keyVaultClient = await connect(uri, { serverSelectionTimeoutMS, purpose: 'connecting to load the capsule' });
   const store = new CapsuleStore(keyVaultClient, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
 
   const marks = options.watermarks === undefined ? new FileCapsuleWatermarks() : options.watermarks;
-  const replay = marks === false ? undefined : { store: marks, key: watermarkKey(store.locator, store.namespace, capsuleName), acceptRollback: options.acceptRollback === true };
+  const markKey = replayMarkKey(store.locator, store.namespace, capsuleName, options.identity);
+  const replay = marks === false ? undefined : { store: marks, key: markKey, acceptRollback: options.acceptRollback === true };
   const build = async (record: CapsuleRecord): Promise<Generation> => {
     const keys = await capsuleKeys(record, unwrap, replay);
     let client: MongoClient | undefined;

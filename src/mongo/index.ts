@@ -8,3 +8,4 @@ export * from './key-vault.ts';
 export * from './encrypted-client.ts';
 export * from './rotation.ts';
 export * from './provision.ts';
+export * from './recipients.ts';

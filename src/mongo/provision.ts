@@ -11,6 +11,7 @@
  *   rootUser?: { username: string; password: string };  // created on admin if absent (localhost exception or auth)
  *   capsuleName?: string;                          // default 'default'
  *   recipient: PublicIdentity;                     // the identity the CMK is sealed for (public part only)
+ *   additionalRecipients?: PublicIdentity[];       // further identities a new capsule is sealed for (same CMK)
  *   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;  // signs a newly sealed capsule (recommended)
  *   unwrap?: Unwrapper;                            // (capsule) => CMK; needed to verify a new capsule before it is
  *                                                  // stored, and to create data keys when the capsule already exists
@@ -29,6 +30,7 @@
  * interface ProvisionResult {
  *   capsuleName: string;
  *   kid: string;                                   // recipient key id of the live capsule
+ *   recipientKids: string[];                       // every recipient of the live capsule, kid first
  *   created: boolean;                              // true when this call sealed and stored the capsule
  *   kmsProvider: string;                           // named local KMS provider, 'local:g<generation>_<capsule>'
  *   dataKeyIds: Record<string, string>;            // alt name → data key UUID (hex with dashes)
@@ -49,9 +51,9 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { ClientEncryption, type Binary, type KMSProviders, type MongoClient } from 'mongodb';
-import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { encodePublicIdentity, generateCmk, recipientTag, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { CapsuleAuthError, CapsuleOwnedByOtherKeyError, InvalidArgumentError } from '../errors.ts';
-import { CapsuleStore, type CapsuleRecord } from './capsule-store.ts';
+import { CapsuleStore, type CapsuleRecord, type SealedRecipient } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWatermarkStore } from '../keys/capsule-watermarks.ts';
@@ -65,6 +67,8 @@ export interface ProvisionOptions {
   rootUser?: { username: string; password: string };
   capsuleName?: string;
   recipient: PublicIdentity;
+  /** Further identities a newly sealed capsule is sealed for too (each opens the same CMK). */
+  additionalRecipients?: PublicIdentity[];
   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
   unwrap?: Unwrapper;
   dataKeyAltNames?: string[];
@@ -88,6 +92,8 @@ export interface ProvisionOptions {
 export interface ProvisionResult {
   capsuleName: string;
   kid: string;
+  /** Every recipient kid of the live capsule, `kid` first. */
+  recipientKids: string[];
   created: boolean;
   kmsProvider: string;
   dataKeyIds: Record<string, string>;
@@ -161,6 +167,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         const seeded = await seedCapsule(store, {
           name: capsuleName,
           recipient,
+          additionalRecipients: options.additionalRecipients ?? [],
           ...(options.signer === undefined ? {} : { signer: options.signer }),
           ...(unwrap === undefined ? {} : { unwrap }),
           ...(replay === undefined ? {} : { replay }),
@@ -206,6 +213,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         ...result,
         capsuleName,
         kid: record.header.kid,
+        recipientKids: record.recipients.map((r) => r.header.kid),
         created,
         kmsProvider: record.kmsProvider,
         dataKeyIds,
@@ -223,7 +231,9 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
 
 export interface SeedCapsuleOptions {
   name: string;
-  recipient: Pick<PublicIdentity, 'suite' | 'kid' | 'publicKey'>;
+  recipient: PublicIdentity;
+  /** Further recipients of the same CMK. */
+  additionalRecipients?: readonly PublicIdentity[];
   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
   /**
    * When given, the new capsule is proven to open before it is stored, and a capsule seeded concurrently by
@@ -243,13 +253,25 @@ export interface SeedCapsuleOptions {
  * The caller wipes `keys`.
  */
 export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptions): Promise<{ created: boolean; record: CapsuleRecord; keys?: CapsuleKeys }> {
-  const { name, recipient, signer, unwrap, replay } = options;
+  const { name, recipient, signer, unwrap, replay, additionalRecipients = [] } = options;
+  const kids = new Set([recipient.kid]);
+  for (const r of additionalRecipients) {
+    if (kids.has(r.kid)) throw new InvalidArgumentError(`seeding capsule ${name}: recipient ${r.kid} (${r.name}) is named twice`);
+    kids.add(r.kid);
+  }
   const cmk = generateCmk();
   try {
-    const bytes = wrapKey(cmk, recipient, { name, ...(signer === undefined ? {} : { signer }) });
-    if (unwrap) await proveOpens(bytes, cmk, unwrap);
-    const { created, record } = await store.seed(bytes);
-    if (!created) return unwrap && record.header.kid === recipient.kid ? { created, record, keys: await capsuleKeys(record, unwrap, replay) } : { created, record };
+    const sealFor = (pub: PublicIdentity): SealedRecipient => {
+      const text = encodePublicIdentity(pub);
+      return { bytes: wrapKey(cmk, pub, { name, ...(signer === undefined ? {} : { signer }) }), publicIdentity: text, tag: recipientTag(cmk, name, text) };
+    };
+    const primary = sealFor(recipient);
+    if (unwrap) await proveOpens(primary.bytes, cmk, unwrap);
+    const { created, record } = await store.seed(primary.bytes, {
+      binding: { publicIdentity: primary.publicIdentity!, tag: primary.tag! },
+      others: additionalRecipients.map(sealFor),
+    });
+    if (!created) return unwrap && record.recipients.some((e) => e.header.kid === recipient.kid) ? { created, record, keys: await capsuleKeys(record, unwrap, replay) } : { created, record };
     // Ours is the newest generation of this capsule: a later write-back of an older one must be refused.
     if (unwrap && replay) await checkWatermark(replay.store, replay.key, { createdAt: record.header.createdAt.getTime(), sha256: record.sha256 }, `capsule ${name}`, replay.acceptRollback);
     // Ours won: no need to unwrap again; hand over a copy of the CMK we sealed.
@@ -258,7 +280,7 @@ export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptio
     return {
       created,
       record,
-      keys: { kmsProviders: { [record.kmsProvider]: { key } } as unknown as KMSProviders, writeProvider: record.kmsProvider, wipe: () => copy.fill(0) },
+      keys: { kmsProviders: { [record.kmsProvider]: { key } } as unknown as KMSProviders, writeProvider: record.kmsProvider, cmk: copy, kid: recipient.kid, wipe: () => copy.fill(0) },
     };
   } finally {
     cmk.fill(0);
@@ -270,8 +292,8 @@ export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptio
  * kids named (nothing was written), or, with `acceptExisting`, left alone (false: it is not opened).
  */
 function ownedBy(record: CapsuleRecord, recipient: Pick<PublicIdentity, 'kid'>, acceptExisting: boolean, onProgress?: (m: string) => void): boolean {
-  if (record.header.kid === recipient.kid) return true;
-  const message = `capsule ${record.name} already exists and belongs to ANOTHER key (kid ${record.header.kid}), not to the recipient (kid ${recipient.kid})`;
+  if (record.recipients.some((e) => e.header.kid === recipient.kid)) return true;
+  const message = `capsule ${record.name} already exists and belongs to ANOTHER key (kid ${record.recipients.map((e) => e.header.kid).join(', ')}), not to the recipient (kid ${recipient.kid})`;
   if (!acceptExisting) {
     throw new CapsuleOwnedByOtherKeyError(`${message}; nothing was changed`, {
       hint:

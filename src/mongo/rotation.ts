@@ -30,8 +30,8 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ClientEncryption, type MongoClient } from 'mongodb';
-import { generateCmk, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { CapsuleAuthError, CapsuleConflictError, CmkMismatchError, isMongoCapsuleError, RotationIncompleteError } from '../errors.ts';
+import { decodePublicIdentity, encodePublicIdentity, generateCmk, parseCapsule, recipientTag, verifyRecipientTag, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { CapsuleAuthError, CapsuleConflictError, CmkMismatchError, InvalidArgumentError, isMongoCapsuleError, RecipientInvalidError, RecipientNotFoundError, RotationIncompleteError } from '../errors.ts';
 import { CapsuleStore, DEFAULT_CAPSULE_NAMESPACE, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
@@ -46,8 +46,17 @@ export const DEFAULT_CLIENT_REFRESH_WAIT_MS = DEFAULT_REFRESH_INTERVAL_MS + 5_00
 export interface RotateCmkOptions {
   uri: string;
   capsuleName?: string;
-  /** Who the new capsule is sealed for (normally the identity of the live capsule). */
-  recipient: Pick<PublicIdentity, 'suite' | 'kid' | 'publicKey'>;
+  /**
+   * The public identity of the capsule's first recipient, needed only for a capsule stored before recipient
+   * lists (which does not keep it); every other recipient's is read from the capsule document and checked
+   * against the live CMK (crypto/recipients.ts). When given it must be one of the capsule's recipients.
+   */
+  recipient?: Pick<PublicIdentity, 'suite' | 'kid' | 'publicKey'> & Partial<Pick<PublicIdentity, 'name' | 'signer'>>;
+  /**
+   * Revoke this recipient (keys revoke): the next CMK is sealed for every recipient but this one, and its entry
+   * leaves the live capsule when the rotation starts. The caller cannot revoke its own key.
+   */
+  revokeKid?: string;
   /** Signs the new capsule (recommended; the key manager verifies signatures when unwrapping). */
   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
   /** Opens capsules (the live one, and the new one as a check before it is stored). */
@@ -75,6 +84,10 @@ export interface RotateCmkResult {
   rewrapped: number;
   generation: number;
   kid: string;
+  /** Every recipient of the new capsule. */
+  recipientKids: string[];
+  /** The recipient this rotation revoked, if any. */
+  revokedKid: string | null;
 }
 
 /**
@@ -100,31 +113,29 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
     const store = new CapsuleStore(client, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
     let record = await store.load(capsuleName);
     let resumed = record.pendingRotation !== null;
-
     if (record.pendingRotation === null) {
-      // A CMK rotation changes the key, never who can open it (that is the KEM-key rotation's job). Sealing the
-      // next CMK for another key than the live capsule's would, after a KEM rotation retires that key, strand
-      // every data key moved to it.
-      if (options.recipient.kid !== record.header.kid) {
-        throw new CapsuleConflictError(
-          `capsule ${capsuleName} is sealed for key ${record.header.kid}, but the CMK rotation would seal the new CMK for ${options.recipient.kid}; nothing was changed`,
-          { hint: 'finish the KEM-key rotation first (`mongo-capsule keys rotate --cluster`), or rotate with the identity the capsule is sealed for' },
-        );
-      }
       // Prove that this caller opens the live capsule, and that its CMK opens the capsule's data keys, before
       // anything is written: a pending rotation that cannot finish would lock everyone out of the capsule.
-      await proveKeys(client, record, unwrap, keyVaultNamespace, onProgress);
-      const stale = await keyVaultCollection(client, keyVaultNamespace).countDocuments({ 'masterKey.provider': nextProvider(record) }).catch((e: unknown) => {
-        throw mongoError(e, `reading the key vault ${keyVaultNamespace}`);
-      });
-      if (stale > 0) {
-        throw new CmkMismatchError(
-          `capsule ${capsuleName}: ${stale} data key(s) in ${keyVaultNamespace} are already under ${nextProvider(record)}, the provider the next CMK would get; nothing was changed`,
-          { hint: 'they were made under a CMK that is no longer in the capsule (an abandoned rotation interrupted mid-way, or a key vault from another cluster); restore that capsule generation before rotating' },
-        );
+      const liveKeys = await capsuleKeys(record, unwrap);
+      let pending: PendingRotation;
+      try {
+        await proveKeys(client, record, liveKeys, keyVaultNamespace, onProgress);
+        const stale = await keyVaultCollection(client, keyVaultNamespace).countDocuments({ 'masterKey.provider': nextProvider(record) }).catch((e: unknown) => {
+          throw mongoError(e, `reading the key vault ${keyVaultNamespace}`);
+        });
+        if (stale > 0) {
+          throw new CmkMismatchError(
+            `capsule ${capsuleName}: ${stale} data key(s) in ${keyVaultNamespace} are already under ${nextProvider(record)}, the provider the next CMK would get; nothing was changed`,
+            { hint: 'they were made under a CMK that is no longer in the capsule (an abandoned rotation interrupted mid-way, or a key vault from another cluster); restore that capsule generation before rotating' },
+          );
+        }
+        pending = await prepare(record, liveKeys, options, unwrap);
+      } finally {
+        liveKeys.wipe();
       }
-      const pending = await prepare(record, options, unwrap);
-      onProgress?.(`rotation ${pending.id}: new CMK sealed for key ${options.recipient.kid}; data keys move ${record.kmsProvider} → ${pending.toProvider}`);
+      onProgress?.(
+        `rotation ${pending.id}: new CMK sealed for ${pending.recipients.length} recipient(s)${pending.revokedKid === null ? '' : ` (revoking ${pending.revokedKid})`}; data keys move ${record.kmsProvider} → ${pending.toProvider}`,
+      );
       if (!(await store.beginRotation(capsuleName, record.sha256, pending).catch((e: unknown) => {
         // The update may or may not have been applied: say both outcomes.
         throw new RotationIncompleteError(`capsule ${capsuleName}: starting the CMK rotation failed, perhaps after it was recorded (${isMongoCapsuleError(e) ? e.message : String(e)})`, { cause: e });
@@ -137,6 +148,11 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       }
       await afterStep?.('prepared');
     } else {
+      if (options.revokeKid !== undefined && record.pendingRotation.revokedKid !== options.revokeKid) {
+        throw new CapsuleConflictError(`capsule ${capsuleName}: another CMK rotation (${record.pendingRotation.id}${record.pendingRotation.revokedKid === null ? '' : `, revoking ${record.pendingRotation.revokedKid}`}) is pending; nothing was revoked`, {
+          hint: `finish it first with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\`, then revoke again`,
+        });
+      }
       onProgress?.(`resuming CMK rotation ${record.pendingRotation.id} (${record.pendingRotation.phase}) started ${record.pendingRotation.startedAt.toISOString()}`);
     }
 
@@ -175,11 +191,15 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       await step(store.setRotationPhase(capsuleName, pending.id, 'rewrapped'));
       await afterStep?.('rewrapped');
 
+      const [nextPrimary, ...nextOthers] = pending.recipients;
       const swapped = await step(
         store.swap(capsuleName, record.bytes, pending.next, {
-          reason: 'cmk-rotation',
+          reason: pending.revokedKid === null ? 'cmk-rotation' : `cmk-rotation (revoked ${pending.revokedKid})`,
           kmsProvider: pending.toProvider,
           pendingRotationId: pending.id,
+          // A rotation started before recipient lists seals for `next` only and carries no bindings.
+          ...(nextPrimary === undefined ? {} : { recipients: nextOthers }),
+          ...(nextPrimary?.publicIdentity && nextPrimary.tag ? { binding: { publicIdentity: nextPrimary.publicIdentity, tag: nextPrimary.tag } } : {}),
         }),
       );
       if (!swapped) {
@@ -197,30 +217,105 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       keys.wipe();
     }
     const live = await store.load(capsuleName);
-    return { capsuleName, resumed, fromProvider, toProvider: pending.toProvider, rewrapped, generation: live.generation, kid: live.header.kid };
+    return {
+      capsuleName,
+      resumed,
+      fromProvider,
+      toProvider: pending.toProvider,
+      rewrapped,
+      generation: live.generation,
+      kid: live.header.kid,
+      recipientKids: live.recipients.map((r) => r.header.kid),
+      revokedKid: pending.revokedKid,
+    };
   } finally {
     await client.close().catch(() => {});
   }
 }
 
-async function prepare(record: CapsuleRecord, options: RotateCmkOptions, unwrap: (c: Uint8Array) => Promise<Uint8Array>): Promise<PendingRotation> {
+/**
+ * Seals a new CMK for every recipient of `record` (but a revoked one), each for the public identity its entry
+ * is bound to by a recipient tag that verifies under the live CMK, and proves the caller's own opens.
+ */
+async function prepare(record: CapsuleRecord, live: CapsuleKeys, options: RotateCmkOptions, unwrap: UnwrapFn): Promise<PendingRotation> {
+  const { revokeKid } = options;
+  if (options.recipient !== undefined && !record.recipients.some((e) => e.header.kid === options.recipient!.kid)) {
+    throw new CapsuleConflictError(
+      `capsule ${record.name} is sealed for key(s) ${record.recipients.map((e) => e.header.kid).join(', ')}, but the CMK rotation was asked to seal the new CMK for ${options.recipient.kid}; nothing was changed`,
+      { hint: 'finish the KEM-key rotation first (`mongo-capsule keys rotate --cluster`), rotate with an identity the capsule is sealed for, or add a recipient with `mongo-capsule keys grant`' },
+    );
+  }
+  const keep = record.recipients.filter((e) => e.header.kid !== revokeKid);
+  if (revokeKid !== undefined) {
+    if (keep.length === record.recipients.length) throw new RecipientNotFoundError(`capsule ${record.name} has no recipient ${revokeKid} (its recipients: ${record.recipients.map((e) => e.header.kid).join(', ')}); nothing was changed`);
+    if (revokeKid === live.kid) {
+      throw new InvalidArgumentError(`capsule ${record.name}: the identity running the revocation is recipient ${revokeKid} itself; nothing was changed`, {
+        hint: 'revoke it with the identity of another recipient (`--identity <name>`): the rotation must prove the new CMK opens for the one who runs it',
+      });
+    }
+  }
+  const recipients = keep.map((e) => recipientPublic(record, e, live.cmk, options.recipient));
   const cmk = generateCmk();
   let opened: Uint8Array | undefined;
   try {
-    const next = wrapKey(cmk, options.recipient, {
-      name: record.name,
-      ...(options.signer === undefined ? {} : { signer: options.signer }),
-    });
+    const sealed = recipients.map(({ pub, text }) => ({
+      bytes: wrapKey(cmk, pub, { name: record.name, ...(options.signer === undefined ? {} : { signer: options.signer }) }),
+      publicIdentity: text,
+      tag: text === null ? null : recipientTag(cmk, record.name, text),
+    }));
+    const own = sealed.find((s) => parseCapsule(s.bytes).header.kid === live.kid)!;
     // Never store a capsule its owner cannot open: that would strand every data key moved to it.
-    opened = await unwrap(next);
+    opened = await unwrap(own.bytes);
     if (opened.length !== cmk.length || !timingSafeEqual(opened, cmk)) {
       throw new CapsuleAuthError('the new capsule does not open to the new CMK with the given unwrap; nothing was changed');
     }
-    return { id: randomBytes(8).toString('hex'), toProvider: nextProvider(record), next, startedAt: new Date(), phase: 'prepared' };
+    return {
+      id: randomBytes(8).toString('hex'),
+      toProvider: nextProvider(record),
+      next: sealed[0]!.bytes,
+      startedAt: new Date(),
+      phase: 'prepared',
+      recipients: sealed,
+      revokedKid: revokeKid ?? null,
+    };
   } finally {
     cmk.fill(0);
     opened?.fill(0);
   }
+}
+
+/**
+ * The public identity the next CMK is sealed for, for one recipient entry: the stored `.pub.json` text, accepted
+ * only when its tag verifies under the live CMK and it names the key the entry is sealed for. An entry without
+ * one (a capsule stored before recipient lists) takes `fallback` when that is its key.
+ */
+function recipientPublic(
+  record: CapsuleRecord,
+  entry: CapsuleRecord['recipients'][number],
+  cmk: Uint8Array,
+  fallback: RotateCmkOptions['recipient'],
+): { pub: Pick<PublicIdentity, 'suite' | 'kid' | 'publicKey'>; text: string | null } {
+  const kid = entry.header.kid;
+  if (entry.publicIdentity === null) {
+    if (fallback !== undefined && fallback.kid === kid) {
+      const full = fallback.name !== undefined && fallback.signer !== undefined ? (fallback as PublicIdentity) : undefined;
+      return { pub: fallback, text: full === undefined ? null : encodePublicIdentity(full) };
+    }
+    throw new RecipientInvalidError(`capsule ${record.name}: recipient ${kid} has no public identity stored with it (the capsule predates recipient lists); nothing was changed`, {
+      hint: `rotate with that identity (\`mongo-capsule rotate-cmk --identity <its name>\`), or pass its public identity (option \`recipient\`)`,
+    });
+  }
+  let pub: PublicIdentity;
+  try {
+    pub = decodePublicIdentity(entry.publicIdentity);
+  } catch (e) {
+    throw new RecipientInvalidError(`capsule ${record.name}: the public identity stored for recipient ${kid} is not valid; nothing was changed`, { cause: e });
+  }
+  if (pub.kid !== kid) throw new RecipientInvalidError(`capsule ${record.name}: the public identity stored for recipient ${kid} is for key ${pub.kid}; nothing was changed`);
+  if (!verifyRecipientTag(cmk, record.name, entry.publicIdentity, entry.tag)) {
+    throw new RecipientInvalidError(`capsule ${record.name}: recipient ${kid} (${pub.name}) is not bound to the live CMK (its recipient tag does not verify): someone without the CMK wrote it, or it is left from an older generation; nothing was changed`);
+  }
+  return { pub, text: entry.publicIdentity };
 }
 
 /** The provider of the generation the capsule will have after the swap (`local:g<n+1>_<name>`). */
@@ -264,8 +359,9 @@ export async function proveCapsuleCmk(
   }
 }
 
-async function proveKeys(client: MongoClient, record: CapsuleRecord, unwrap: UnwrapFn, keyVaultNamespace: string, onProgress?: (m: string) => void): Promise<void> {
-  const { checked: n } = await proveCapsuleCmk(client, record, { unwrap, keyVaultNamespace });
+async function proveKeys(client: MongoClient, record: CapsuleRecord, keys: CapsuleKeys, keyVaultNamespace: string, onProgress?: (m: string) => void): Promise<void> {
+  const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders: keys.kmsProviders });
+  const n = await verifyProviders(encryption, client, keyVaultNamespace, record);
   onProgress?.(n === 0 ? `capsule ${record.name} has no data key yet (nothing to check against its CMK)` : `the CMK of capsule ${record.name} opens its ${n} data key(s)`);
 }
 
@@ -362,7 +458,7 @@ export async function abandonCmkRotation(options: AbandonCmkRotationOptions): Pr
  * gives up. Says which capsule and the command that finishes (or undoes) its CMK rotation.
  */
 export async function assertNoPendingCmkRotation(store: CapsuleStore, kids: readonly string[]): Promise<void> {
-  const pending = (await store.list()).filter((r) => r.pendingRotation !== null && kids.includes(r.header.kid));
+  const pending = (await store.list()).filter((r) => r.pendingRotation !== null && r.recipients.some((e) => kids.includes(e.header.kid)));
   if (pending.length === 0) return;
   const names = pending.map((r) => r.name);
   throw new CapsuleConflictError(

@@ -1,0 +1,256 @@
+/**
+ * Several recipients per capsule, against the real test server: every recipient opens the same CMK, a grant adds
+ * one, a revocation rotates the CMK past one, rotations re-seal for all of them (resumably), and entries written
+ * by someone without the CMK (or left from an older generation) never get a new CMK.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Binary, type Document, type MongoClient } from 'mongodb';
+import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, unwrapKey, wrapKey } from '../../src/crypto/index.ts';
+import { CapsuleAuthError, InvalidArgumentError, RecipientInvalidError, RecipientNotFoundError } from '../../src/errors.ts';
+import { KeyManager, MemoryKeychain } from '../../src/keys/index.ts';
+import { capsuleKeys, CapsuleStore, grantRecipient, openEncryptedClient, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
+import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
+import { testIdentity, type TestIdentity } from './support/identity.ts';
+
+class SimulatedCrash extends Error {}
+
+describeWithCsfle(`several recipients per capsule (${server.description})`, () => {
+  const db = uniqueDbName('recipients');
+  const capsuleNamespace = `${db}.capsules`;
+  const keyVaultNamespace = `${db}.__keyVault`;
+  const alice = testIdentity('alice');
+  const bob = testIdentity('bob');
+  const carol = testIdentity('carol');
+  const mallory = testIdentity('mallory');
+  const team = [alice, bob, carol];
+  /** A team member's unwrap: trusts the signers of the whole team, as team members configure it. */
+  const opener = (id: TestIdentity) => async (c: Uint8Array) => unwrapKey(c, id.secret, { signers: team.map((t) => t.pub) });
+  const ns = { capsuleNamespace, keyVaultNamespace };
+  const common = { uri: server.uri, ...ns, clientRefreshWaitMS: 0 };
+  let plain: MongoClient;
+
+  beforeAll(async () => {
+    plain = await connectTestClient();
+  });
+  afterAll(async () => {
+    await plain?.db(db).dropDatabase();
+    await plain?.close();
+  });
+
+  const capsules = () => plain.db(db).collection('capsules');
+
+  async function seedFor(name: string, recipients: TestIdentity[], signer = recipients[0]!): Promise<void> {
+    await provisionCluster({
+      uri: server.uri,
+      ...ns,
+      capsuleName: name,
+      recipient: recipients[0]!.pub,
+      additionalRecipients: recipients.slice(1).map((r) => r.pub),
+      signer: signer.secret,
+      unwrap: opener(recipients[0]!),
+      dataKeyAltNames: ['ssn'],
+    });
+  }
+
+  async function write(name: string, id: TestIdentity, values: string[]): Promise<void> {
+    const enc = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: name, unwrap: opener(id), watermarks: false });
+    try {
+      for (const v of values) await enc.client.db(db).collection('data').insertOne({ capsule: name, v: await enc.encryptRandom(v, 'ssn') });
+    } finally {
+      await enc.close();
+    }
+  }
+
+  async function read(name: string, id: TestIdentity): Promise<string[]> {
+    const enc = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: name, unwrap: opener(id), watermarks: false });
+    try {
+      return (await enc.client.db(db).collection('data').find({ capsule: name }).toArray()).map((d) => d.v as string).sort();
+    } finally {
+      await enc.close();
+    }
+  }
+
+  async function snapshot(name: string): Promise<{ capsule: Document | null; keys: number; history: number }> {
+    return {
+      capsule: await capsules().findOne({ name }, { projection: { _id: 0 } }),
+      keys: await plain.db(db).collection('__keyVault').countDocuments({}),
+      history: await plain.db(db).collection('capsules.history').countDocuments({ name }),
+    };
+  }
+
+  it('two identities sealed at seeding read and write the same documents, each with its own key', async () => {
+    await seedFor('pair', [alice, bob]);
+    await write('pair', alice, ['a1']);
+    await write('pair', bob, ['b1']);
+    expect(await read('pair', alice)).toEqual(['a1', 'b1']);
+    expect(await read('pair', bob)).toEqual(['a1', 'b1']);
+    // One CMK: both recipients' capsules open to the same bytes.
+    const record = await new CapsuleStore(plain, { namespace: capsuleNamespace }).load('pair');
+    expect(record.recipients.map((r) => r.header.kid)).toEqual([alice.pub.kid, bob.pub.kid]);
+    const [ka, kb] = await Promise.all([capsuleKeys(record, opener(alice)), capsuleKeys(record, opener(bob))]);
+    try {
+      expect(Buffer.from(ka.cmk).equals(Buffer.from(kb.cmk))).toBe(true);
+      expect([ka.kid, kb.kid]).toEqual([alice.pub.kid, bob.pub.kid]);
+    } finally {
+      ka.wipe();
+      kb.wipe();
+    }
+    // Someone who is no recipient opens nothing, and is told which keys it is sealed for.
+    await expect(capsuleKeys(record, opener(carol))).rejects.toThrow(new RegExp(`sealed for keys ${alice.pub.kid}, ${bob.pub.kid}`));
+  });
+
+  it('20 concurrent seeders of a two-recipient capsule end with one CMK that both open', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        provisionCluster({ uri: server.uri, ...ns, capsuleName: 'race', recipient: alice.pub, additionalRecipients: [bob.pub], signer: alice.secret, unwrap: opener(alice), dataKeyAltNames: ['ssn'] }),
+      ),
+    );
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.dataKeyIds.ssn)).size).toBe(1);
+    expect(await capsules().countDocuments({ name: 'race' })).toBe(1);
+    await write('race', alice, ['x']);
+    expect(await read('race', bob)).toEqual(['x']);
+  });
+
+  it('grant: a recipient adds another identity (idempotent); a non-recipient cannot grant; nothing changes on refusal', async () => {
+    await seedFor('granted', [alice]);
+    await write('granted', alice, ['before-grant']);
+    await expect(read('granted', bob)).rejects.toThrow(CapsuleAuthError);
+    const before = await snapshot('granted');
+    await expect(grantRecipient({ uri: server.uri, ...ns, capsuleName: 'granted', recipient: mallory.pub, unwrap: opener(mallory), signer: mallory.secret })).rejects.toThrow(CapsuleAuthError);
+    expect(await snapshot('granted')).toEqual(before);
+
+    const g = await grantRecipient({ uri: server.uri, ...ns, capsuleName: 'granted', recipient: bob.pub, unwrap: opener(alice), signer: alice.secret, recipientUnwrap: opener(bob) });
+    expect(g).toMatchObject({ added: true, recipientKids: [alice.pub.kid, bob.pub.kid] });
+    expect(await read('granted', bob)).toEqual(['before-grant']);
+    const again = await grantRecipient({ uri: server.uri, ...ns, capsuleName: 'granted', recipient: bob.pub, unwrap: opener(alice), signer: alice.secret });
+    expect(again.added).toBe(false);
+    // Bob, granted, grants Carol in turn.
+    await grantRecipient({ uri: server.uri, ...ns, capsuleName: 'granted', recipient: carol.pub, unwrap: opener(bob), signer: bob.secret });
+    expect(await read('granted', carol)).toEqual(['before-grant']);
+  });
+
+  it('rotate-cmk re-seals the new CMK for every recipient, and survives a crash at each step', async () => {
+    await seedFor('rot', [alice, bob, carol]);
+    await write('rot', carol, ['c1']);
+    for (const step of ['prepared', 'rewrapped', 'swapped'] as const) {
+      const gen = (await capsules().findOne({ name: 'rot' }))!.generation as number;
+      await expect(
+        rotateCmk({ ...common, capsuleName: 'rot', signer: bob.secret, unwrap: opener(bob), afterStep: (s) => {
+          if (s === step) throw new SimulatedCrash(s);
+        } }),
+      ).rejects.toThrow(SimulatedCrash);
+      // Mid-rotation, every recipient still reads everything.
+      for (const id of team) expect(await read('rot', id)).toEqual(['c1']);
+      const r = await rotateCmk({ ...common, capsuleName: 'rot', signer: carol.secret, unwrap: opener(carol) });
+      // After a crash past the swap the rotation is complete and the rerun is a rotation of its own.
+      expect(r).toMatchObject({ resumed: step !== 'swapped', generation: step === 'swapped' ? gen + 2 : gen + 1 });
+      expect(r.recipientKids).toEqual([alice.pub.kid, bob.pub.kid, carol.pub.kid]);
+    }
+    await write('rot', alice, ['a1']);
+    for (const id of team) expect(await read('rot', id)).toEqual(['a1', 'c1']);
+  });
+
+  it('revoke: the CMK is rotated past the revoked key, everyone else reads everything; resumable after a crash', async () => {
+    await seedFor('rev', [alice, bob, carol]);
+    await write('rev', bob, ['by-bob']);
+    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const old = await store.load('rev');
+    const bobsOldEntry = old.recipients.find((e) => e.header.kid === bob.pub.kid)!;
+
+    // Refusals write nothing: revoking oneself, or a key that is no recipient.
+    const before = await snapshot('rev');
+    await expect(rotateCmk({ ...common, capsuleName: 'rev', signer: alice.secret, unwrap: opener(alice), revokeKid: alice.pub.kid })).rejects.toThrow(InvalidArgumentError);
+    await expect(rotateCmk({ ...common, capsuleName: 'rev', signer: alice.secret, unwrap: opener(alice), revokeKid: mallory.pub.kid })).rejects.toThrow(RecipientNotFoundError);
+    expect(await snapshot('rev')).toEqual(before);
+
+    // Crash right after the revocation was recorded: Bob is off the live list already; a rerun finishes.
+    await expect(
+      rotateCmk({ ...common, capsuleName: 'rev', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid, afterStep: (s) => {
+        if (s === 'prepared') throw new SimulatedCrash(s);
+      } }),
+    ).rejects.toThrow(SimulatedCrash);
+    const mid = await store.load('rev');
+    expect(mid.recipients.map((e) => e.header.kid)).toEqual([alice.pub.kid, carol.pub.kid]);
+    expect(mid.pendingRotation?.revokedKid).toBe(bob.pub.kid);
+    expect(mid.pendingRotation!.recipients.map((r) => parseCapsule(r.bytes).header.kid)).toEqual([alice.pub.kid, carol.pub.kid]);
+    const r = await rotateCmk({ ...common, capsuleName: 'rev', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid });
+    expect(r).toMatchObject({ resumed: true, revokedKid: bob.pub.kid, recipientKids: [alice.pub.kid, carol.pub.kid], generation: old.generation + 1 });
+
+    await expect(read('rev', bob)).rejects.toThrow(CapsuleAuthError);
+    await write('rev', carol, ['after-revoke']);
+    expect(await read('rev', alice)).toEqual(['after-revoke', 'by-bob']);
+    expect(await read('rev', carol)).toEqual(['after-revoke', 'by-bob']);
+
+    // Bob (who can write the database) puts his old entry back: he opens only the retired CMK, and the next
+    // rotation refuses to seal for him, writing nothing.
+    await capsules().updateOne({ name: 'rev' }, { $push: { recipients: { kid: bob.pub.kid, bytes: new Binary(bobsOldEntry.bytes), sha256: bobsOldEntry.sha256, publicIdentity: bobsOldEntry.publicIdentity, tag: new Binary(bobsOldEntry.tag!) } } } as never);
+    const planted = await snapshot('rev');
+    await expect(rotateCmk({ ...common, capsuleName: 'rev', signer: alice.secret, unwrap: opener(alice) })).rejects.toThrow(RecipientInvalidError);
+    expect(await snapshot('rev')).toEqual(planted);
+    const k = await capsuleKeys(await store.load('rev'), opener(bob));
+    try {
+      const live = await capsuleKeys(await store.load('rev'), opener(alice));
+      expect(Buffer.from(k.cmk).equals(Buffer.from(live.cmk))).toBe(false);
+      live.wipe();
+    } finally {
+      k.wipe();
+    }
+  });
+
+  it('a recipient entry planted by a database writer (no CMK) never gets the next CMK: rotation refuses, writing nothing', async () => {
+    await seedFor('planted', [alice]);
+    // Mallory seals a CMK of her own for herself and tags it with that CMK: a perfectly formed entry.
+    const cmk = generateCmk();
+    const text = encodePublicIdentity(mallory.pub);
+    const bytes = wrapKey(cmk, mallory.pub, { name: 'planted', signer: mallory.secret });
+    await capsules().updateOne({ name: 'planted' }, { $push: { recipients: { kid: mallory.pub.kid, bytes: new Binary(bytes), sha256: sha256Hex(bytes), publicIdentity: text, tag: new Binary(recipientTag(cmk, 'planted', text)) } } } as never);
+    cmk.fill(0);
+    const before = await snapshot('planted');
+    await expect(rotateCmk({ ...common, capsuleName: 'planted', signer: alice.secret, unwrap: opener(alice) })).rejects.toThrow(RecipientInvalidError);
+    expect(await snapshot('planted')).toEqual(before);
+    // Swapping her key into a real recipient's stored public identity fails too (the tag names the exact text).
+    await capsules().updateOne({ name: 'planted' }, { $pull: { recipients: { kid: mallory.pub.kid } } } as never);
+    await capsules().updateOne({ name: 'planted' }, { $set: { publicIdentity: text } });
+    await expect(rotateCmk({ ...common, capsuleName: 'planted', signer: alice.secret, unwrap: opener(alice) })).rejects.toThrow(RecipientInvalidError);
+    expect((await capsules().findOne({ name: 'planted' }))?.pendingRotation).toBeUndefined();
+    // The entries are Alice's own to read: her client still works throughout.
+    await write('planted', alice, ['still']);
+  });
+
+  describe('with KeyManagers (the keychain identities applications use)', () => {
+    it('openEncryptedClient({ identity }) opens the entry of that identity; a KEM-key rotation of a granted recipient re-seals its entry only', async () => {
+      const keychain = new MemoryKeychain();
+      const km = new KeyManager({ keychain, trustedSigners: [alice.pub] });
+      const danPub = await km.initialize('dan', 'ml-kem-768');
+      await seedFor('dan', [alice]);
+      await grantRecipient({ uri: server.uri, ...ns, capsuleName: 'dan', recipient: danPub, unwrap: opener(alice), signer: alice.secret });
+      await write('dan', alice, ['for-dan']);
+      const open = async () => {
+        const enc = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'dan', unwrap: km, identity: 'dan', watermarks: false });
+        try {
+          return { kid: enc.capsule.kid, values: (await enc.client.db(db).collection('data').find({ capsule: 'dan' }).toArray()).map((d) => d.v) };
+        } finally {
+          await enc.close();
+        }
+      };
+      expect((await open()).values).toEqual(['for-dan']);
+      // Without the identity option the key manager's default identity is used, which is no recipient.
+      await expect(openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'dan', unwrap: km, watermarks: false })).rejects.toThrow(/is not in the keychain/);
+
+      const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+      const aliceEntry = (await store.load('dan')).recipients[0]!;
+      const report = await km.rotate('dan', [store.recipientView()]);
+      expect(report).toMatchObject({ retired: true, rewrapped: [`${store.description}: dan`] });
+      const after = await store.load('dan');
+      expect(after.recipients[0]!.sha256).toBe(aliceEntry.sha256); // Alice's entry untouched
+      expect(after.recipients[1]!.header.kid).toBe(report.newKid);
+      expect((await open()).values).toEqual(['for-dan']);
+      // The re-sealed entry is bound to the CMK: a CMK rotation by Alice seals for Dan's new key.
+      const r = await rotateCmk({ ...common, capsuleName: 'dan', signer: alice.secret, unwrap: opener(alice) });
+      expect(r.recipientKids).toEqual([alice.pub.kid, report.newKid]);
+      expect((await open()).values).toEqual(['for-dan']);
+      km.clearCache();
+    });
+  });
+});
