@@ -246,7 +246,7 @@ ${NAMESPACE_HELP}
       // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay
       // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
       const marks = new FileCapsuleWatermarks();
-      const markKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName, identity);
+      const markKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
       // The newest capsule this run opened (signature verified): after the rotation it is the live one.
       let newest: { createdAt: number; sha256: string } | undefined;
       const unwrapChecked = async (c: Uint8Array) => {

@@ -148,7 +148,7 @@ async function alreadyRevoked(uri: string, namespace: string | undefined, capsul
 /** The identity's unwrap, refusing (never raising) a capsule older than this machine's replay mark for it. */
 async function checkedUnwrap(km: Awaited<ReturnType<typeof keyManagerFor>>, identity: string, uri: string, namespace: string | undefined, capsuleName: string) {
   const marks = new FileCapsuleWatermarks();
-  const key = replayMarkKey(clusterLocatorOf(uri), namespace ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName, identity);
+  const key = replayMarkKey(clusterLocatorOf(uri), namespace ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
   const mark = await marks.get(key);
   return async (c: Uint8Array) => {
     const cmk = await km.unwrap(c, identity);

@@ -106,7 +106,12 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper, repl
     const { cmk: live, entry } = await openRecipient(record, open);
     buffers.push(live);
     // Only after the unwrap verified the signature: the mark is raised only by capsules the owner vouched for.
-    if (replay) await checkWatermark(replay.store, replay.key, { createdAt: entry.header.createdAt.getTime(), sha256: entry.sha256 }, `capsule ${record.header.name}`, replay.acceptRollback);
+    // One mark per recipient: the first recipient keeps the mark capsules had before recipient lists; a granted
+    // recipient's capsule is sealed later than the others of its generation, so it gets a mark of its own.
+    if (replay) {
+      const key = entry.header.kid === record.header.kid ? replay.key : `${replay.key}#${entry.header.kid}`;
+      await checkWatermark(replay.store, key, { createdAt: entry.header.createdAt.getTime(), sha256: entry.sha256 }, `capsule ${record.header.name}`, replay.acceptRollback);
+    }
     kmsProviders[record.kmsProvider] = { key: asBuffer(live) };
     let writeProvider = record.kmsProvider;
     const pending = record.pendingRotation;
@@ -127,12 +132,9 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper, repl
   }
 }
 
-/**
- * The replay mark of one identity for one capsule. One mark per identity, since the recipients' capsules of one
- * generation are sealed at different times; the default identity keeps the key marks had before recipients.
- */
-export function replayMarkKey(locator: string, namespace: string, capsuleName: string, identity?: string): string {
-  return watermarkKey(locator, namespace, capsuleName) + (identity === undefined || identity === 'default' ? '' : `#${identity}`);
+/** The replay mark of a capsule's first recipient (a granted recipient's is this plus `#<kid>`, see capsuleKeys). */
+export function replayMarkKey(locator: string, namespace: string, capsuleName: string): string {
+  return watermarkKey(locator, namespace, capsuleName);
 }
 
 /** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */
@@ -245,7 +247,7 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
   const store = new CapsuleStore(keyVaultClient, capsuleNamespace === undefined ? {} : { namespace: capsuleNamespace });
 
   const marks = options.watermarks === undefined ? new FileCapsuleWatermarks() : options.watermarks;
-  const markKey = replayMarkKey(store.locator, store.namespace, capsuleName, options.identity);
+  const markKey = replayMarkKey(store.locator, store.namespace, capsuleName);
   const replay = marks === false ? undefined : { store: marks, key: markKey, acceptRollback: options.acceptRollback === true };
   const build = async (record: CapsuleRecord): Promise<Generation> => {
     const keys = await capsuleKeys(record, unwrap, replay);

@@ -261,9 +261,10 @@ export async function seedCapsule(store: CapsuleStore, options: SeedCapsuleOptio
   }
   const cmk = generateCmk();
   try {
+    const createdAt = new Date(); // one creation time for every recipient's capsule (replay marks compare them)
     const sealFor = (pub: PublicIdentity): SealedRecipient => {
       const text = encodePublicIdentity(pub);
-      return { bytes: wrapKey(cmk, pub, { name, ...(signer === undefined ? {} : { signer }) }), publicIdentity: text, tag: recipientTag(cmk, name, text) };
+      return { bytes: wrapKey(cmk, pub, { name, createdAt, ...(signer === undefined ? {} : { signer }) }), publicIdentity: text, tag: recipientTag(cmk, name, text) };
     };
     const primary = sealFor(recipient);
     if (unwrap) await proveOpens(primary.bytes, cmk, unwrap);

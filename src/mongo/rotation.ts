@@ -258,8 +258,10 @@ async function prepare(record: CapsuleRecord, live: CapsuleKeys, options: Rotate
   const cmk = generateCmk();
   let opened: Uint8Array | undefined;
   try {
+    // One creation time for every recipient's capsule of the generation: replay marks compare them.
+    const createdAt = new Date();
     const sealed = recipients.map(({ pub, text }) => ({
-      bytes: wrapKey(cmk, pub, { name: record.name, ...(options.signer === undefined ? {} : { signer: options.signer }) }),
+      bytes: wrapKey(cmk, pub, { name: record.name, createdAt, ...(options.signer === undefined ? {} : { signer: options.signer }) }),
       publicIdentity: text,
       tag: text === null ? null : recipientTag(cmk, record.name, text),
     }));

@@ -47,7 +47,7 @@ describeWithCsfle(`mongo CLI commands (${server.description})`, () => {
   it('seed prints the capsule name and kid, and is a no-op the second time', async () => {
     const first = capture({ MONGODB_URI: server.uri });
     expect(await main(['seed', '--pub', join(dir, 'ops.pub.json'), '--name', 'cli', '--capsules', capsules, '--json'], first.io)).toBe(0);
-    expect(JSON.parse(first.out())).toEqual({ capsule: 'cli', kid: id.pub.kid, created: true });
+    expect(JSON.parse(first.out())).toEqual({ capsule: 'cli', kid: id.pub.kid, created: true, recipients: [id.pub.kid] });
 
     const second = capture({ MONGODB_URI: server.uri });
     expect(await main(['seed', '--pub', join(dir, 'ops.pub.json'), '--name', 'cli', '--capsules', capsules], second.io)).toBe(0);
