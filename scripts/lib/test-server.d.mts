@@ -22,6 +22,8 @@ export interface TestServer {
   capabilities: Capabilities;
   /** Stops what was started and deletes its data; a no-op for external servers. */
   stop(): Promise<void>;
+  /** The private directory of a server this harness started (absent for external or none). */
+  dir?: string;
 }
 
 export const REPLICA_SET_NAME: string;

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { which } from 'zx';
 import { MongoClient } from 'mongodb';
 import { redactUri, scrubText } from '../../src/uri-redaction.mjs';
+import { startReaper } from './reaper.mjs';
 
 export const REPLICA_SET_NAME = 'rs0';
 /** The connection string of an existing server to run the integration tests against. */
@@ -196,11 +197,15 @@ function startedServer(kind, uri, description, capabilities, proc, dir) {
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', atExit);
+  // 'exit' never runs on SIGKILL or an unhandled SIGTERM: a watchdog stops the server and removes its directory
+  // when this process dies without calling stop (the server's command line names the directory).
+  const reaper = proc.child.pid === undefined ? undefined : startReaper({ dir, pids: [proc.child.pid], label: 'test-server' });
   const stop = async () => {
     process.off('exit', atExit);
+    reaper?.kill();
     await cleanUp(proc, dir);
   };
-  return { kind, uri, description, reason: '', capabilities, stop };
+  return { kind, uri, description, reason: '', capabilities, stop, dir };
 }
 
 async function startFerretdb(bin, log) {
