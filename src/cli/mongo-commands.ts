@@ -3,7 +3,7 @@
  * better (it keeps passwords off command lines and out of shell history), from the MONGODB_URI variable.
  */
 import { recordSealedInCluster } from './capsule-locations.ts';
-import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, toPublicIdentity, verifyCapsule, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { decodeSecretIdentity, encodePublicIdentity, encodeSecretIdentity, generateCmk, parseCapsule, recipientTag, toPublicIdentity, verifyCapsule, wipeSecretIdentity, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { CapsuleOwnedByOtherKeyError, EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KeyManager, type KeyManagerOptions } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
@@ -30,6 +30,7 @@ import {
   clusterLocatorOf,
   sha256Hex,
   replayMarkKey,
+  recipientMarkKey,
 } from '../mongo/index.ts';
 import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
 import { parseCommandArgs, uriFrom } from './args.ts';
@@ -235,6 +236,7 @@ ${NAMESPACE_HELP}
       trustedSigners: await Promise.all((values.trust ?? []).map(loadPublicIdentityFile)),
       allowUnsigned: values['allow-unsigned'] === true,
     });
+    let owned: SecretIdentity | undefined;
     try {
       if (values.abandon) {
         const r = await abandonCmkRotation({ uri, capsuleName, unwrap: (c) => km.unwrap(c, identity), ...namespaces, onProgress: (m) => io.stderr.write(`${m}\n`) });
@@ -242,16 +244,23 @@ ${NAMESPACE_HELP}
         say(io, `data keys moved back ${r.movedBack} (provider ${r.kmsProvider}, generation ${r.generation})`);
         return 0;
       }
-      const secret = await km.getSecretIdentity(identity);
+      // A copy of our own: opening the capsule may evict (and wipe) the key manager's cached identity, when it first
+      // tries another recipient's entry.
+      const secret = decodeSecretIdentity(encodeSecretIdentity(await km.getSecretIdentity(identity)));
+      owned = secret;
       // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay
       // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
       const marks = new FileCapsuleWatermarks();
-      const markKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+      const baseKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+      const primaryKid = await firstRecipientKid(uri, values.capsules, capsuleName);
       // The newest capsule this run opened (signature verified): after the rotation it is the live one.
       let newest: { createdAt: number; sha256: string } | undefined;
+      let markKey = baseKey;
       const unwrapChecked = async (c: Uint8Array) => {
         const cmk = await km.unwrap(c, identity);
-        const seen = { createdAt: parseCapsule(c).header.createdAt.getTime(), sha256: sha256Hex(c) };
+        const header = parseCapsule(c).header;
+        const seen = { createdAt: header.createdAt.getTime(), sha256: sha256Hex(c) };
+        markKey = recipientMarkKey(baseKey, primaryKid, header.kid);
         try {
           if (!values['accept-rollback']) assertNotOlder(await marks.get(markKey), seen, `capsule ${capsuleName}`);
         } catch (e) {
@@ -279,10 +288,21 @@ ${NAMESPACE_HELP}
       say(io, `data keys moved ${r.rewrapped} (${r.fromProvider} → ${r.toProvider})`);
       return 0;
     } finally {
+      if (owned !== undefined) wipeSecretIdentity(owned);
       km.clearCache();
     }
   },
 };
+
+/** The kid of a capsule's first recipient (whose replay mark is the capsule's own), or undefined when there is no capsule. */
+export async function firstRecipientKid(uri: string, namespace: string | undefined, capsuleName: string): Promise<string | undefined> {
+  const client = await connect(uri, { purpose: 'reading the capsule' });
+  try {
+    return (await new CapsuleStore(client, namespace === undefined ? {} : { namespace }).find(capsuleName))?.header.kid;
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
 
 type Check = { status: 'ok' | 'warn' | 'fail'; what: string; detail: string };
 

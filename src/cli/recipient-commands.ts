@@ -3,14 +3,14 @@
  * `withRecipientCommands` adds them to the `keys` command (as backup-commands.ts does for the recovery ones).
  */
 import { RecipientNotFoundError, UsageError } from '../errors.ts';
-import { CapsuleStore, clusterLocatorOf, connect, DEFAULT_CAPSULE_NAME, DEFAULT_CAPSULE_NAMESPACE, grantRecipient, replayMarkKey, rotateCmk } from '../mongo/index.ts';
+import { CapsuleStore, clusterLocatorOf, connect, DEFAULT_CAPSULE_NAME, DEFAULT_CAPSULE_NAMESPACE, grantRecipient, recipientMarkKey, replayMarkKey, rotateCmk } from '../mongo/index.ts';
 import { assertNotOlder, FileCapsuleWatermarks } from '../keys/capsule-watermarks.ts';
-import { parseCapsule } from '../crypto/index.ts';
+import { decodeSecretIdentity, encodeSecretIdentity, parseCapsule, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { sha256Hex } from '../mongo/capsule-store.ts';
 import { parseCommandArgs, uriFrom } from './args.ts';
 import { recordSealedInCluster } from './capsule-locations.ts';
 import { loadPublicIdentityFile } from './crypto-commands.ts';
-import { keyManagerFor } from './mongo-commands.ts';
+import { firstRecipientKid, keyManagerFor } from './mongo-commands.ts';
 import type { CliIO, Command } from './types.ts';
 
 export const RECIPIENT_USAGE = `
@@ -43,8 +43,11 @@ async function grant(args: string[], io: CliIO): Promise<number> {
   const recipient = await loadPublicIdentityFile(values.pub);
   const km = await keyManagerFor(io, { trustedSigners: await Promise.all((values.trust ?? []).map(loadPublicIdentityFile)) });
   let r;
+  let signer: SecretIdentity | undefined;
   try {
-    const signer = await km.getSecretIdentity(identity);
+    // A copy of our own: opening the capsule may evict (and wipe) the key manager's cached identity, when it first
+    // tries another recipient's entry.
+    signer = ownCopy(await km.getSecretIdentity(identity));
     r = await grantRecipient({
       uri,
       capsuleName,
@@ -56,6 +59,7 @@ async function grant(args: string[], io: CliIO): Promise<number> {
       onProgress: (m) => io.stderr.write(`${m}\n`),
     });
   } finally {
+    if (signer !== undefined) wipeSecretIdentity(signer);
     km.clearCache();
   }
   await recordSealedInCluster(io, identity, uri, values.capsules);
@@ -99,8 +103,9 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
     ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
   };
   const km = await keyManagerFor(io, { trustedSigners: await Promise.all((values.trust ?? []).map(loadPublicIdentityFile)) });
+  let secret: SecretIdentity | undefined;
   try {
-    const secret = await km.getSecretIdentity(identity);
+    secret = ownCopy(await km.getSecretIdentity(identity));
     let r;
     try {
       r = await rotateCmk({
@@ -130,8 +135,14 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
     );
     return 0;
   } finally {
+    if (secret !== undefined) wipeSecretIdentity(secret);
     km.clearCache();
   }
+}
+
+/** A secret identity of the caller's own (the key manager's cached one is borrowed and may be wiped meanwhile). */
+function ownCopy(id: SecretIdentity): SecretIdentity {
+  return decodeSecretIdentity(encodeSecretIdentity(id));
 }
 
 /** The capsule's history shows a rotation that revoked `kid`. */
@@ -148,12 +159,13 @@ async function alreadyRevoked(uri: string, namespace: string | undefined, capsul
 /** The identity's unwrap, refusing (never raising) a capsule older than this machine's replay mark for it. */
 async function checkedUnwrap(km: Awaited<ReturnType<typeof keyManagerFor>>, identity: string, uri: string, namespace: string | undefined, capsuleName: string) {
   const marks = new FileCapsuleWatermarks();
-  const key = replayMarkKey(clusterLocatorOf(uri), namespace ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
-  const mark = await marks.get(key);
+  const base = replayMarkKey(clusterLocatorOf(uri), namespace ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
+  const primaryKid = await firstRecipientKid(uri, namespace, capsuleName);
   return async (c: Uint8Array) => {
     const cmk = await km.unwrap(c, identity);
     try {
-      assertNotOlder(mark, { createdAt: parseCapsule(c).header.createdAt.getTime(), sha256: sha256Hex(c) }, `capsule ${capsuleName}`);
+      const header = parseCapsule(c).header;
+      assertNotOlder(await marks.get(recipientMarkKey(base, primaryKid, header.kid)), { createdAt: header.createdAt.getTime(), sha256: sha256Hex(c) }, `capsule ${capsuleName}`);
     } catch (e) {
       cmk.fill(0);
       throw e;

@@ -109,7 +109,7 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper, repl
     // One mark per recipient: the first recipient keeps the mark capsules had before recipient lists; a granted
     // recipient's capsule is sealed later than the others of its generation, so it gets a mark of its own.
     if (replay) {
-      const key = entry.header.kid === record.header.kid ? replay.key : `${replay.key}#${entry.header.kid}`;
+      const key = recipientMarkKey(replay.key, record.header.kid, entry.header.kid);
       await checkWatermark(replay.store, key, { createdAt: entry.header.createdAt.getTime(), sha256: entry.sha256 }, `capsule ${record.header.name}`, replay.acceptRollback);
     }
     kmsProviders[record.kmsProvider] = { key: asBuffer(live) };
@@ -135,6 +135,11 @@ export async function capsuleKeys(record: CapsuleRecord, unwrap: Unwrapper, repl
 /** The replay mark of a capsule's first recipient (a granted recipient's is this plus `#<kid>`, see capsuleKeys). */
 export function replayMarkKey(locator: string, namespace: string, capsuleName: string): string {
   return watermarkKey(locator, namespace, capsuleName);
+}
+
+/** The mark of recipient `kid` of a capsule whose first recipient is `primaryKid`, from the capsule's mark `base`. */
+export function recipientMarkKey(base: string, primaryKid: string | undefined, kid: string): string {
+  return primaryKid === undefined || kid === primaryKid ? base : `${base}#${kid}`;
 }
 
 /** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */

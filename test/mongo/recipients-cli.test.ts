@@ -5,7 +5,7 @@
  * else reads every document.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -110,16 +110,20 @@ describeIf(reason === '', reason)(`a team shares a capsule through the CLI (${se
     expect(again.stderr).toContain(`keys grant --capsule ${capsule} --pub ${pubFile(carol)}`);
     await expect(read(carol)).rejects.toThrow(/holds none of them|does not hold/);
 
-    // Bob grants Carol; granting twice changes nothing.
-    const granted = await run(['keys', 'grant', '--pub', pubFile(carol), '--identity', bob, '--capsule', capsule, ...ns]);
+    // Bob grants Carol, once he trusts Alice, who signed his entry; granting twice changes nothing.
+    const untrusted = await run(['keys', 'grant', '--pub', pubFile(carol), '--identity', bob, '--capsule', capsule, ...ns]);
+    expect(untrusted.code).toBe(1);
+    expect(untrusted.stderr).toContain('which is not trusted');
+    const granted = await run(['keys', 'grant', '--pub', pubFile(carol), '--identity', bob, '--trust', pubFile(alice), '--capsule', capsule, ...ns]);
     expect(granted.code, granted.stderr).toBe(0);
     expect(granted.stdout).toContain(`granted to key ${pubs.get(carol)!.kid}`);
-    expect((await run(['keys', 'grant', '--pub', pubFile(carol), '--identity', bob, '--capsule', capsule, ...ns])).stdout).toContain('already is a recipient');
+    expect((await run(['keys', 'grant', '--pub', pubFile(carol), '--identity', bob, '--trust', pubFile(alice), '--capsule', capsule, ...ns])).stdout).toContain('already is a recipient');
     expect(await read(carol)).toEqual(['from-alice', 'from-bob']);
 
     // A recovery identity: granted, split into shares, deleted from the keychain, later restored from 2 of 3.
     expect((await run(['keys', 'grant', '--pub', pubFile(recovery), '--identity', alice, '--capsule', capsule, ...ns])).code).toBe(0);
     const shares = join(dir, 'shares');
+    mkdirSync(shares, { mode: 0o700 });
     const backup = await run(['keys', 'backup', '--name', recovery, '--shares', '3', '--threshold', '2', '--out-dir', shares, '--pub', pubFile(recovery)]);
     expect(backup.code, backup.stderr).toBe(0);
     expect((await run(['keys', 'delete', '--name', recovery, '--yes'])).code).toBe(0);
