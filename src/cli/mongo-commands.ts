@@ -294,6 +294,16 @@ ${NAMESPACE_HELP}
   },
 };
 
+/** The identity name a stored `.pub.json` text gives (display only; rotations verify it against the CMK). */
+function recipientName(text: string): string {
+  try {
+    const name = (JSON.parse(text) as { name?: unknown }).name;
+    return typeof name === 'string' ? name : '?';
+  } catch {
+    return '?';
+  }
+}
+
 /** The kid of a capsule's first recipient (whose replay mark is the capsule's own), or undefined when there is no capsule. */
 export async function firstRecipientKid(uri: string, namespace: string | undefined, capsuleName: string): Promise<string | undefined> {
   const client = await connect(uri, { purpose: 'reading the capsule' });
@@ -397,6 +407,9 @@ ${NAMESPACE_HELP}
                 ? `; CMK rotation ${p.id} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` or undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\``
                 : '';
               add(pending ? 'warn' : 'ok', 'capsule', `${capsuleName}: suite ${h.suite}, kid ${h.kid}, ${h.signed ? 'signed' : 'UNSIGNED'}, generation ${found.generation}${pending}`);
+              if (found.recipients.length > 1) {
+                add('ok', 'recipients', found.recipients.map((e) => `${e.header.kid}${e.publicIdentity === null ? '' : ` (${recipientName(e.publicIdentity)})`}`).join(', '));
+              }
               // A validly signed but older generation (a replay of a capsule a rotation retired) opens fine: only the
               // mark of the newest generation this machine opened tells it apart.
               try {

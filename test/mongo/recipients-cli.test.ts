@@ -119,6 +119,8 @@ describeIf(reason === '', reason)(`a team shares a capsule through the CLI (${se
     expect(granted.stdout).toContain(`granted to key ${pubs.get(carol)!.kid}`);
     expect((await run(['keys', 'grant', '--pub', pubFile(carol), '--identity', bob, '--trust', pubFile(alice), '--capsule', capsule, ...ns])).stdout).toContain('already is a recipient');
     expect(await read(carol)).toEqual(['from-alice', 'from-bob']);
+    const doctor = await run(['doctor', '--identity', alice, '--capsule', capsule, ...ns]);
+    expect(doctor.stdout).toMatch(new RegExp(`recipients +${pubs.get(alice)!.kid} \\(${alice}\\), ${pubs.get(bob)!.kid} \\(${bob}\\), ${pubs.get(carol)!.kid} \\(${carol}\\)`));
 
     // A recovery identity: granted, split into shares, deleted from the keychain, later restored from 2 of 3.
     expect((await run(['keys', 'grant', '--pub', pubFile(recovery), '--identity', alice, '--capsule', capsule, ...ns])).code).toBe(0);
