@@ -340,7 +340,7 @@ export class CmkMismatchError extends MongoCapsuleError {
 export class CmkRotatedError extends MongoCapsuleError {
   constructor(message: string, options: MongoCapsuleErrorOptions = {}) {
     super('CMK_ROTATED', message, {
-      hint: 'take collections from `db.client` when you use them rather than keeping them from before the rotation (db.client follows the rotation), or open a new encrypted client',
+      hint: 'retry the operation (the encrypted client has switched to the new CMK), or open a new encrypted client',
       ...options,
     });
   }

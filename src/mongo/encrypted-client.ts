@@ -14,7 +14,8 @@
  * move to the next CMK's provider during a rotation. So the client watches the capsule (an unref'd timer, every
  * `refreshIntervalMS`; before creating a data key; and whenever libmongocrypt reports a KMS provider it lacks),
  * and when the capsule's generation or pending rotation changed it re-opens the capsule with the same unwrap,
- * builds a new MongoClient + ClientEncryption and swaps them in: `client` and `encryption` are getters. The
+ * builds a new MongoClient + ClientEncryption and swaps them in; `client` and `encryption` are stable stand-ins that
+ * forward to the current ones, as do the Dbs, collections and cursors taken from them (stable-handles.ts). The
  * rotation waits one refresh interval after announcing the next CMK before it moves any key, so a client that
  * polls holds both CMKs before a key moves. Replaced clients stay open (collections taken from them keep working
  * with the keys they cached) until `close()`.
@@ -27,6 +28,7 @@ import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { cryptError, DEFAULT_KEY_VAULT_NAMESPACE, getOrCreateDataKey } from './key-vault.ts';
+import { isProviderMissing, stableHandles } from './stable-handles.ts';
 
 export const DETERMINISTIC = 'AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic' as const;
 export const RANDOM = 'AEAD_AES_256_CBC_HMAC_SHA_512-Random' as const;
@@ -190,7 +192,7 @@ export interface OpenEncryptedClientOptions {
 export interface EncryptedClient extends AsyncDisposable {
   /**
    * Decrypts BinData subtype 6 fields automatically; writes whatever it is given (encrypt explicitly). Follows
-   * CMK rotations: take collections from it when you use them, not once at start-up.
+   * CMK rotations: one object for the client's life, and the collections taken from it follow too.
    */
   readonly client: MongoClient;
   /** Explicit encryption and key-vault management (follows CMK rotations like `client`). */
@@ -222,12 +224,6 @@ interface Generation {
 
 /** The capsule changed between looking a data key up and creating it: switch, then try again. */
 class StaleGeneration extends Error {}
-
-/** libmongocrypt asks for a KMS provider this client was not given (a data key moved to a newer CMK). */
-function isProviderMissing(e: unknown): boolean {
-  const msg = e instanceof Error ? `${e.message} ${e.cause instanceof Error ? e.cause.message : ''}` : '';
-  return /kms provider .*not configured/i.test(msg);
-}
 
 /**
  * @example
@@ -388,12 +384,15 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     for (const c of [current.client, ...replaced]) await c.close().catch(() => {});
     await keyVaultClient.close().catch(() => {});
   };
+  // One client and one ClientEncryption for the life of this EncryptedClient, each forwarding to the current
+  // generation: handles taken from them at start-up follow every switch (stable-handles.ts).
+  const handles = stableHandles<Generation>({ current: () => current, switchFrom: async (g) => g !== current || (await refresh()), capsuleName });
   return {
     get client() {
-      return current.client;
+      return handles.client;
     },
     get encryption() {
-      return current.encryption;
+      return handles.encryption;
     },
     keyVaultClient,
     get capsule() {

@@ -1,0 +1,197 @@
+/**
+ * Handles that follow an encrypted client across CMK rotations.
+ *
+ * libmongocrypt gets the CMKs once, when a MongoClient is built, so the encrypted client swaps in a new
+ * MongoClient + ClientEncryption when the capsule's generation changes (encrypted-client.ts). An application
+ * keeps handles, though: `const people = enc.client.db('app').collection('people')` at start-up. The objects here
+ * stand in for the client, its Dbs and Collections, their cursors and the ClientEncryption, and forward every
+ * call to the *current* generation's object, so a kept handle keeps working.
+ *
+ * When libmongocrypt still reports a KMS provider it lacks (the handle's call ran on the generation before the
+ * switch), the client switches, and:
+ * - reads (findOne, countDocuments, estimatedDocumentCount, distinct; a cursor before its first document; the
+ *   ClientEncryption's encrypt and decrypt) run once more on the new generation;
+ * - a write that returns a document (findOneAnd*) is never repeated (it ran on the server): CmkRotatedError says
+ *   it was applied and to read the document again;
+ * - a cursor that already delivered documents: CmkRotatedError, "re-run the query".
+ * Every other error passes through unchanged. Each stand-in is a Proxy over an object with the driver class's
+ * prototype, so `instanceof MongoClient` (Db, Collection, FindCursor, ClientEncryption) holds.
+ */
+import type { ClientEncryption, MongoClient } from 'mongodb';
+import { CmkRotatedError } from '../errors.ts';
+
+/** libmongocrypt asks for a KMS provider this client was not given (a data key moved to a newer CMK). */
+export function isProviderMissing(e: unknown): boolean {
+  const msg = e instanceof Error ? `${e.message} ${e.cause instanceof Error ? e.cause.message : ''}` : '';
+  return /kms provider .*not configured/i.test(msg);
+}
+
+/** What the stand-ins need from the encrypted client. */
+export interface GenerationSource<G extends { client: MongoClient; encryption: ClientEncryption }> {
+  current(): G;
+  /** Called with the generation a call failed on: switches if the capsule changed; true when `current()` is newer. */
+  switchFrom(g: G): Promise<boolean>;
+  capsuleName: string;
+}
+
+const READS = new Set(['findOne', 'countDocuments', 'estimatedDocumentCount', 'distinct']);
+const RETURNING_WRITES = new Set(['findOneAndUpdate', 'findOneAndReplace', 'findOneAndDelete']);
+const CURSORS = new Set(['find', 'aggregate']);
+const CURSOR_FETCHES = new Set(['toArray', 'next', 'tryNext', 'hasNext', 'forEach']);
+const LOCAL_CRYPTO = new Set(['encrypt', 'decrypt', 'encryptExpression']);
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+/** A Proxy whose prototype is `proto`, forwarding what `handler` does not take to `real()`. */
+function standIn<T extends object>(proto: object, real: () => object, take: (prop: string | symbol) => unknown): T {
+  return new Proxy(Object.create(proto) as T, {
+    get(_t, prop) {
+      const taken = take(prop);
+      if (taken !== undefined) return taken;
+      const target = real();
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as AnyFn).bind(target) : v;
+    },
+    set(_t, prop, value) {
+      return Reflect.set(real(), prop, value);
+    },
+    has(_t, prop) {
+      return Reflect.has(real(), prop);
+    },
+  });
+}
+
+export function stableHandles<G extends { client: MongoClient; encryption: ClientEncryption }>(source: GenerationSource<G>): { client: MongoClient; encryption: ClientEncryption } {
+  const rotated = (what: string, hint: string, cause: unknown) => new CmkRotatedError(`${what}: capsule ${source.capsuleName} switched to a new CMK during the call`, { hint, cause });
+
+  /** Runs a read on the current generation; after a provider-missing failure, switches and runs it once more. */
+  const read = async <T>(what: string, op: (g: G) => Promise<T>): Promise<T> => {
+    const g = source.current();
+    try {
+      return await op(g);
+    } catch (e) {
+      if (!isProviderMissing(e) || !(await source.switchFrom(g))) throw e;
+      try {
+        return await op(source.current());
+      } catch (e2) {
+        if (isProviderMissing(e2)) throw rotated(what, 'retry the operation: a CMK rotation or its abandonment is under way (`mongo-capsule doctor` shows it)', e2);
+        throw e2;
+      }
+    }
+  };
+
+  /** Any other call: run once; a provider-missing failure switches the client and becomes a typed error. */
+  const once = async <T>(what: string, hint: string, op: (g: G) => Promise<T>): Promise<T> => {
+    const g = source.current();
+    try {
+      return await op(g);
+    } catch (e) {
+      if (!isProviderMissing(e)) throw e;
+      await source.switchFrom(g).catch(() => false);
+      throw rotated(what, hint, e);
+    }
+  };
+
+  const cursor = (make: (g: G) => object): object => {
+    let g = source.current();
+    let real = make(g) as Record<string | symbol, unknown>;
+    const builders: [string | symbol, unknown[]][] = [];
+    let delivered = false;
+    const rebuild = () => {
+      g = source.current();
+      real = make(g) as Record<string | symbol, unknown>;
+      for (const [prop, args] of builders) (real[prop] as AnyFn).apply(real, args);
+    };
+    const fetch = (prop: string) => async (...args: unknown[]) => {
+      if (prop === 'forEach' && typeof args[0] === 'function') {
+        const cb = args[0] as AnyFn;
+        args = [(doc: unknown) => {
+          delivered = true;
+          return cb(doc);
+        }];
+      }
+      const call = () => (real[prop] as AnyFn).apply(real, args) as Promise<unknown>;
+      try {
+        const r = await call();
+        if ((prop === 'next' || prop === 'tryNext') && r !== null) delivered = true;
+        return r;
+      } catch (e) {
+        if (!isProviderMissing(e)) throw e;
+        const from = g;
+        if (delivered) {
+          await source.switchFrom(from).catch(() => false);
+          throw rotated('reading a cursor', 're-run the query: this cursor had already returned documents when the client switched to the new CMK, and the next query uses it', e);
+        }
+        if (!(await source.switchFrom(from))) throw e;
+        rebuild();
+        try {
+          const r = await call();
+          if ((prop === 'next' || prop === 'tryNext') && r !== null) delivered = true;
+          return r;
+        } catch (e2) {
+          if (isProviderMissing(e2)) throw rotated('reading a cursor', 're-run the query: a CMK rotation or its abandonment is under way', e2);
+          throw e2;
+        }
+      }
+    };
+    const proxy: object = standIn(Object.getPrototypeOf(real) as object, () => real, (prop) => {
+      if (typeof prop === 'string' && CURSOR_FETCHES.has(prop)) return fetch(prop);
+      if (prop === Symbol.asyncIterator) {
+        return async function* () {
+          const hasNext = fetch('hasNext');
+          const next = fetch('next');
+          while (await hasNext()) yield await next();
+        };
+      }
+      const v = real[prop];
+      if (typeof v !== 'function') return undefined;
+      // Builders (sort, limit, project, batchSize, …) return the cursor itself: record them, to replay on a new one.
+      return (...args: unknown[]) => {
+        const r = (v as AnyFn).apply(real, args);
+        if (r === real) {
+          builders.push([prop, args]);
+          return proxy;
+        }
+        return r;
+      };
+    });
+    return proxy;
+  };
+
+  const collection = (dbArgs: unknown[], collArgs: unknown[]): object => {
+    const real = (g: G) => {
+      const d = (g.client.db as AnyFn).apply(g.client, dbArgs) as { collection: AnyFn };
+      return d.collection(...collArgs) as Record<string, AnyFn>;
+    };
+    return standIn(Object.getPrototypeOf(real(source.current())) as object, () => real(source.current()), (prop) => {
+      if (typeof prop !== 'string') return undefined;
+      if (READS.has(prop)) return (...args: unknown[]) => read(`${prop} on ${String(collArgs[0])}`, (g) => real(g)[prop]!(...args) as Promise<unknown>);
+      if (RETURNING_WRITES.has(prop)) {
+        return (...args: unknown[]) =>
+          once(`${prop} on ${String(collArgs[0])} was applied, but its returned document could not be decrypted`, 'the write ran on the server once and is not repeated: read the document again (the client now holds the new CMK)', (g) => real(g)[prop]!(...args) as Promise<unknown>);
+      }
+      if (CURSORS.has(prop)) return (...args: unknown[]) => cursor((g) => real(g)[prop]!(...args) as object);
+      return undefined;
+    });
+  };
+
+  const db = (dbArgs: unknown[]): object => {
+    const real = (g: G) => (g.client.db as AnyFn).apply(g.client, dbArgs) as Record<string, AnyFn>;
+    return standIn(Object.getPrototypeOf(real(source.current())) as object, () => real(source.current()), (prop) => {
+      if (prop === 'collection') return (...collArgs: unknown[]) => collection(dbArgs, collArgs);
+      if (prop === 'aggregate') return (...args: unknown[]) => cursor((g) => real(g).aggregate!(...args) as object);
+      return undefined;
+    });
+  };
+
+  const client = standIn<MongoClient>(Object.getPrototypeOf(source.current().client) as object, () => source.current().client, (prop) =>
+    prop === 'db' ? (...dbArgs: unknown[]) => db(dbArgs) : undefined,
+  );
+
+  const encryption = standIn<ClientEncryption>(Object.getPrototypeOf(source.current().encryption) as object, () => source.current().encryption, (prop) => {
+    if (typeof prop !== 'string' || !LOCAL_CRYPTO.has(prop)) return undefined;
+    return (...args: unknown[]) => read(`${prop} with ClientEncryption`, (g) => (g.encryption as unknown as Record<string, AnyFn>)[prop]!(...args) as Promise<unknown>);
+  });
+
+  return { client, encryption };
+}
