@@ -297,14 +297,42 @@ export class KeyManager {
     const first = await this.#unwrapWithSlots(capsule, header, name, options);
     if (first.cmk !== undefined) return first.cmk;
     // A cached identity can be older than the capsule: another process may have rotated the key since. Read the
-    // keychain again, once, before saying the key is not held.
-    for (const slot of SLOTS) this.#evict(slotAccount(name, slot));
+    // keychain again, once, before saying the key is not held. Only slots whose key did change are dropped from the
+    // cache: a capsule for someone else's key (another recipient's) must not wipe identities callers borrowed.
+    if (!(await this.#dropChangedSlots(name))) throw notHeld(header, name, first.held);
     const again = await this.#unwrapWithSlots(capsule, header, name, options);
     if (again.cmk !== undefined) return again.cmk;
-    throw new CapsuleAuthError(
-      `capsule ${JSON.stringify(header.name)} is sealed for ${header.suite} key ${header.kid}, which identity ${JSON.stringify(name)} does not hold (it holds ${again.held.join(', ')})`,
-      { hint: 'unwrap with the identity the capsule was sealed for (`mongo-capsule inspect` shows its kid), or re-seal the capsule' },
-    );
+    throw notHeld(header, name, again.held);
+  }
+
+  /**
+   * Reads every slot of `name` from the keychain and evicts the cached ones that no longer match it (another
+   * process rotated or replaced the key). True when something changed and was evicted.
+   */
+  async #dropChangedSlots(name: string): Promise<boolean> {
+    let changed = false;
+    for (const slot of SLOTS) {
+      const account = slotAccount(name, slot);
+      const cached = this.#cache.get(account)?.identity;
+      let fresh: SecretIdentity | undefined;
+      try {
+        fresh = await this.#read(account, name);
+      } catch (e) {
+        if (!(e instanceof KeychainEntryCorruptError)) throw e;
+        this.#evict(account);
+        changed = true;
+        continue;
+      }
+      try {
+        if (cached === undefined ? fresh !== undefined : fresh?.kid !== cached.kid) {
+          this.#evict(account);
+          changed = true;
+        }
+      } finally {
+        if (fresh !== undefined) wipeSecretIdentity(fresh);
+      }
+    }
+    return changed;
   }
 
   /** Opens the capsule with the slot holding its kid; `cmk` undefined (and the kids held) when none does. */
@@ -677,6 +705,13 @@ export class KeyManager {
     this.#cache.delete(account);
     wipeSecretIdentity(entry.identity);
   }
+}
+
+function notHeld(header: CapsuleHeader, name: string, held: string[]): CapsuleAuthError {
+  return new CapsuleAuthError(
+    `capsule ${JSON.stringify(header.name)} is sealed for ${header.suite} key ${header.kid}, which identity ${JSON.stringify(name)} does not hold (it holds ${held.join(', ')})`,
+    { hint: 'unwrap with the identity the capsule was sealed for (`mongo-capsule inspect` shows its kid), or re-seal the capsule' },
+  );
 }
 
 const TRUST_HINT =

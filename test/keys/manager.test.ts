@@ -193,6 +193,35 @@ describe('KeyManager.unwrap', () => {
     expect(err.message).toContain(pub.kid);
   });
 
+  it('a capsule for another key does not wipe a borrowed identity, nor re-read unchanged slots twice', async () => {
+    const { manager, reads } = setup();
+    await manager.initialize('default');
+    const borrowed = await manager.getSecretIdentity('default');
+    const stranger = generateIdentity('ml-kem-768', { name: 'x' });
+    reads.mockClear();
+    await expect(manager.unwrap(wrapKey(generateCmk(), stranger, { name: 'c' }))).rejects.toMatchObject({ code: 'CAPSULE_AUTH' });
+    // The empty next/prev slots (2), then one fresh read per slot to see whether another process rotated the key
+    // (3); nothing changed, so there is no second pass.
+    expect(reads).toHaveBeenCalledTimes(5);
+    expect(isZero(borrowed.kemSecretKey)).toBe(false);
+    expect(isZero(borrowed.signerSecretKey)).toBe(false);
+    // The borrowed identity still signs: the CMK it seals opens.
+    const cmk = generateCmk();
+    expect(await manager.unwrap(wrapKey(cmk, borrowed, { name: 'd', signer: borrowed }))).toEqual(cmk);
+  });
+
+  it('finds a key another process stored after the cache was filled', async () => {
+    const { manager, keychain } = setup();
+    await manager.initialize('default');
+    const before = await manager.getSecretIdentity('default');
+    const replaced = generateIdentity('ml-kem-1024', { name: 'default' });
+    await keychain.store('default', new TextEncoder().encode(encodeSecretIdentity(replaced)));
+    const cmk = generateCmk();
+    expect(await manager.unwrap(wrapKey(cmk, replaced, { name: 'c', signer: replaced }))).toEqual(cmk);
+    // The old identity is gone from the keychain: its cached copy was dropped and zeroized.
+    expect(isZero(before.kemSecretKey)).toBe(true);
+  });
+
   it('rejects a tampered capsule with a typed error', async () => {
     const { manager } = setup();
     const pub = await manager.initialize('default');
