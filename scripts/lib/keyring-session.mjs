@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { reap, startReaper } from './reaper.mjs';
 
 // Runs inside dbus-run-session: unlock a new login keyring with a per-run password read from the environment
 // (printf is a shell builtin, so the password never appears in a process's arguments), then exec the command.
@@ -65,6 +66,11 @@ export async function runInKeyringSession(argv, { cwd, log, env: baseEnv = proce
   }
 
   const child = spawn(command, args, { cwd, env, stdio: 'inherit' });
+  // Everything the command starts inherits MONGO_CAPSULE_STATE_DIR (the session's dbus-daemon and
+  // gnome-keyring-daemon name their directories only in their environment): if this process is killed (SIGKILL
+  // cannot be forwarded), the watchdog stops whatever carries it and removes both directories.
+  const cleanup = { dir: stateDir, environment: true, alsoRemove: tempDir === undefined ? [] : [tempDir], label: 'keyring-session' };
+  const reaper = child.pid === undefined ? undefined : startReaper({ ...cleanup, pids: [child.pid] });
   const forward = (signal) => child.kill(signal);
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
@@ -77,11 +83,11 @@ export async function runInKeyringSession(argv, { cwd, log, env: baseEnv = proce
   });
   process.off('SIGINT', forward);
   process.off('SIGTERM', forward);
-  rmSync(stateDir, { recursive: true, force: true });
-  if (tempDir !== undefined) {
-    // The daemon exits with its session bus; a short retry covers files it is still closing.
-    rmSync(tempDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-  }
+  reaper?.kill();
+  // dbus-run-session ended by a signal leaves its bus, the keyring daemon and the command running: stop what is
+  // left of this session (silent when nothing is), then remove its directories (a short retry covers files a
+  // daemon is still closing).
+  await reap({ ...cleanup, quiet: true });
   return code;
 }
 

@@ -10,7 +10,12 @@ export interface ReaperOptions {
   watch?: number;
   /** Prefix of its stderr lines. */
   label?: string;
+  /** Also stop processes whose environment (not only command line) names `dir`; other watchdogs excepted. */
+  environment?: boolean;
+  /** More directories to remove with `dir`. */
+  alsoRemove?: string[];
 }
 
 export function startReaper(options: ReaperOptions): ChildProcess;
-export function processesNaming(dir: string): number[];
+export function processesNaming(dir: string, options?: { environment?: boolean }): number[];
+export function reap(options: Omit<ReaperOptions, 'watch'> & { quiet?: boolean }): Promise<void>;

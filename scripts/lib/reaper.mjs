@@ -6,6 +6,10 @@
 //
 // Its configuration travels in the environment, not in its arguments, so its own command line never names the
 // directory and a scan for leftover processes never mistakes it for one.
+//
+// With `environment: true` a process also counts when its environment names the directory (what a private session
+// starts, such as its dbus-daemon, names its directories only there). Other watchdogs are left alone then: they
+// inherit the same environment, and each cleans up after its own run.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +23,8 @@ const STOP_TIMEOUT_MS = 20_000;
  * `.kill()` after a normal teardown, or just remove `dir`: it exits when it sees `dir` gone.
  * @param {{ dir: string, pids?: number[], watch?: number, label?: string }} options
  */
-export function startReaper({ dir, pids = [], watch = process.pid, label = 'reaper' }) {
-  const env = { ...process.env, [CONFIG_ENV]: JSON.stringify({ dir, pids, watch, label }) };
+export function startReaper({ dir, pids = [], watch = process.pid, label = 'reaper', environment = false, alsoRemove = [] }) {
+  const env = { ...process.env, [CONFIG_ENV]: JSON.stringify({ dir, pids, watch, label, environment, alsoRemove }) };
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], { detached: true, stdio: ['ignore', 'ignore', 'inherit'], env });
   child.unref();
   return child;
@@ -35,13 +39,24 @@ function alive(pid) {
   }
 }
 
-/** Processes other than this one whose command line names `dir`. */
-export function processesNaming(dir) {
+/**
+ * Processes other than this one whose command line names `dir` (or, with `environment`, whose environment does;
+ * watchdogs excepted).
+ * @param {string} dir
+ * @param {{ environment?: boolean }} [options]
+ */
+export function processesNaming(dir, { environment = false } = {}) {
   const pids = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir)) pids.push(Number(name));
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir)) {
+        pids.push(Number(name));
+        continue;
+      }
+      if (!environment) continue;
+      const environ = readFileSync(`/proc/${name}/environ`, 'utf8');
+      if (environ.includes(dir) && !environ.includes(`${CONFIG_ENV}=`)) pids.push(Number(name));
     } catch {
       // gone meanwhile
     }
@@ -67,19 +82,29 @@ function signal(pid, sig) {
   }
 }
 
-async function reap({ dir, pids, label }) {
+/**
+ * Stops `pids` and every process naming `dir` (SIGTERM, then SIGKILL after 20 s), unmounts what is mounted under
+ * `dir` and removes it and `alsoRemove`. What the watchdog does; a normal teardown can call it too, to sweep what a
+ * signal left behind (then `quiet` keeps it silent when there was nothing to stop).
+ * @param {{ dir: string, pids?: number[], label?: string, environment?: boolean, alsoRemove?: string[], quiet?: boolean }} options
+ */
+export async function reap({ dir, pids = [], label = 'reaper', environment = false, alsoRemove = [], quiet = false }) {
   const say = (msg) => process.stderr.write(`[${label}] ${msg}\n`);
-  say(`the test run ended without its teardown (interrupted?): stopping what it started under ${dir}`);
-  const targets = () => [...new Set([...pids.filter(alive), ...processesNaming(dir)])];
-  for (const pid of pids.filter(alive)) signal(pid, 'SIGTERM');
+  const targets = () => [...new Set([...pids.filter(alive), ...processesNaming(dir, { environment })])];
+  const first = targets();
+  if (!quiet || first.length > 0) say(`the test run ended without its teardown (interrupted?): stopping what it started under ${dir}`);
+  for (const pid of first) signal(pid, 'SIGTERM');
   const deadline = Date.now() + STOP_TIMEOUT_MS;
   while (targets().length > 0 && Date.now() < deadline) await sleep(100);
   const stubborn = targets();
   for (const pid of stubborn) signal(pid, 'SIGKILL');
   if (stubborn.length > 0) say(`killed ${stubborn.length} process(es) that did not stop: ${stubborn.join(', ')}`);
   for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
-  rmSync(dir, { recursive: true, force: true });
-  say(existsSync(dir) ? `could not remove ${dir}` : 'stopped and removed; nothing left behind');
+  const stopped = first.length > 0;
+  for (const d of [dir, ...alsoRemove]) rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  const left = [dir, ...alsoRemove].filter((d) => existsSync(d));
+  if (left.length > 0) say(`could not remove ${left.join(', ')}`);
+  else if (!quiet || stopped) say('stopped and removed; nothing left behind');
 }
 
 async function watchdog() {

@@ -4,7 +4,7 @@
  * The real setup.mjs runs against stand-in step modules in a temporary copy, so no step installs anything.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -63,5 +63,34 @@ describe('npm run setup: optional and required steps', () => {
       else expect(mod.disables, name).toMatch(/\w+ \w+ \w+/);
     }
     expect(required).toEqual(['libmongocrypt']);
+  });
+
+  it('the real Rust and Go steps on a machine without cargo, rustc or go: one skip line each, exit 0', () => {
+    // The real native and ferretdb step modules in their own copy, a PATH that holds only node, an empty cache
+    // and a HOME without ~/.cargo (the native step looks there too): what a machine without the toolchains sees.
+    const real = mkdtempSync(join(tmpdir(), 'mongo-capsule-setup-real-'));
+    try {
+      mkdirSync(join(real, 'scripts', 'setup'), { recursive: true });
+      mkdirSync(join(real, 'bin'));
+      mkdirSync(join(real, 'home'));
+      copyFileSync(new URL('../../scripts/setup.mjs', import.meta.url), join(real, 'scripts', 'setup.mjs'));
+      for (const name of ['native', 'ferretdb']) {
+        copyFileSync(new URL(`../../scripts/setup/${name}.mjs`, import.meta.url), join(real, 'scripts', 'setup', `${name}.mjs`));
+      }
+      symlinkSync(process.execPath, join(real, 'bin', 'node'));
+      const env: NodeJS.ProcessEnv = { ...process.env, PATH: join(real, 'bin'), HOME: join(real, 'home'), MONGO_CAPSULE_CACHE: join(real, 'cache') };
+      delete env.CARGO_HOME;
+      delete env.XDG_CACHE_HOME;
+      const r = spawnSync(process.execPath, [join(real, 'scripts', 'setup.mjs'), '--only', 'native', '--only', 'ferretdb'], { encoding: 'utf8', env });
+      const out = `${r.stdout}${r.stderr}`;
+      expect(r.status, out).toBe(0);
+      const lines = out.split('\n').filter((l) => l.startsWith('setup: '));
+      expect(lines, out).toHaveLength(2);
+      expect(lines[0]).toMatch(/^setup: skipped native\. Disables: the NTRU suites .*\. To get it: cargo not found: install Rust 1\.88 or newer with rustup \(https:\/\/rustup\.rs/);
+      expect(lines[1]).toMatch(/^setup: skipped ferretdb\. Disables: the integration tests .*\. To get it: the Go toolchain \(go ≥ 1\.24\) is needed .*https:\/\/go\.dev\/dl\//);
+      expect(out).not.toMatch(/failed/);
+    } finally {
+      rmSync(real, { recursive: true, force: true });
+    }
   });
 });
