@@ -220,7 +220,9 @@ export class KeyManager {
 
   /**
    * The secret identity, from the cache or the keychain. The object is borrowed from the cache: do not wipe
-   * it and do not keep it; it is zeroized when its cache entry expires, on `clearCache`, `delete` and `rotate`.
+   * it and do not keep it; it is zeroized when its cache entry expires, on `clearCache`, `delete` and `rotate`, and
+   * when another process replaced that key in the keychain (an unwrap that misses checks). A capsule sealed for
+   * another key wipes nothing.
    * Callers that need an identity of their own use `loadSecretIdentity` (secret-source.ts).
    */
   async getSecretIdentity(name = 'default'): Promise<SecretIdentity> {
