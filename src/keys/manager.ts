@@ -232,6 +232,24 @@ export class KeyManager {
     return id;
   }
 
+  /**
+   * The kids of the keys identity `name` holds (active, and an unfinished rotation's other slots): public facts,
+   * from the cache or the keychain. Empty when the identity does not exist. A damaged slot is left out.
+   */
+  async heldKids(name = 'default'): Promise<string[]> {
+    checkIdentityName('heldKids', name);
+    const kids: string[] = [];
+    for (const slot of SLOTS) {
+      try {
+        const id = await this.#cached(name, slot);
+        if (id !== undefined) kids.push(id.kid);
+      } catch (e) {
+        if (!(e instanceof KeychainEntryCorruptError)) throw e;
+      }
+    }
+    return kids;
+  }
+
   async getPublicIdentity(name = 'default'): Promise<PublicIdentity> {
     return toPublicIdentity(await this.getSecretIdentity(name));
   }

@@ -44,9 +44,17 @@ export type UnwrapFn = (capsule: Uint8Array) => Promise<Uint8Array>;
  */
 export type Unwrapper = UnwrapFn | { unwrap(capsule: Uint8Array, identity?: string): Promise<Uint8Array> };
 
+/** An unwrap function that can also say which kids it holds (a KeyManager's): the entry to try first. */
+type HeldKidsFn = UnwrapFn & { heldKids?: () => Promise<string[]> };
+
 export function toUnwrapFn(u: Unwrapper, identity?: string): UnwrapFn {
   if (typeof u === 'function') return u;
-  if (u !== null && typeof u === 'object' && typeof u.unwrap === 'function') return identity === undefined ? (c) => u.unwrap(c) : (c) => u.unwrap(c, identity);
+  if (u !== null && typeof u === 'object' && typeof u.unwrap === 'function') {
+    const fn: HeldKidsFn = identity === undefined ? (c) => u.unwrap(c) : (c) => u.unwrap(c, identity);
+    const held = (u as { heldKids?: unknown }).heldKids;
+    if (typeof held === 'function') fn.heldKids = () => (held as (name?: string) => Promise<string[]>).call(u, identity);
+    return fn;
+  }
   throw new InvalidArgumentError('unwrap must be a function (capsule bytes → CMK) or an object with an unwrap method');
 }
 
@@ -79,7 +87,13 @@ function isNotHeld(e: unknown): boolean {
  * and one for a key the unwrap does not hold is passed over (anything else, a bad signature above all, stops).
  */
 async function openRecipient(record: CapsuleRecord, open: UnwrapFn): Promise<{ cmk: Uint8Array; entry: CapsuleRecord['recipients'][number] }> {
-  const entries = record.recipients.length > 0 ? record.recipients : [{ bytes: record.bytes, header: record.header, sha256: record.sha256, publicIdentity: null, tag: null }];
+  let entries = record.recipients.length > 0 ? record.recipients : [{ bytes: record.bytes, header: record.header, sha256: record.sha256, publicIdentity: null, tag: null }];
+  const heldKids = (open as HeldKidsFn).heldKids;
+  if (entries.length > 1 && heldKids !== undefined) {
+    // Try the entries for keys the identity holds first: each miss costs the key manager a keychain re-read.
+    const held = new Set(await heldKids().catch(() => [] as string[]));
+    entries = [...entries.filter((e) => held.has(e.header.kid)), ...entries.filter((e) => !held.has(e.header.kid))];
+  }
   let first: unknown;
   for (const entry of entries) {
     try {

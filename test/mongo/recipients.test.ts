@@ -3,7 +3,7 @@
  * one, a revocation rotates the CMK past one, rotations re-seal for all of them (resumably), and entries written
  * by someone without the CMK (or left from an older generation) never get a new CMK.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Binary, type Document, type MongoClient } from 'mongodb';
 import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, unwrapKey, wrapKey } from '../../src/crypto/index.ts';
 import { CapsuleAuthError, InvalidArgumentError, RecipientInvalidError, RecipientNotFoundError } from '../../src/errors.ts';
@@ -219,6 +219,26 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
   });
 
   describe('with KeyManagers (the keychain identities applications use)', () => {
+    it('a key manager opens its own entry first: no keychain re-reads for the other recipients\' entries', async () => {
+      const keychain = new MemoryKeychain();
+      const km = new KeyManager({ keychain, trustedSigners: [alice.pub] });
+      const erinPub = await km.initialize('erin', 'ml-kem-768');
+      await seedFor('erin', [alice, bob, carol]);
+      await grantRecipient({ uri: server.uri, ...ns, capsuleName: 'erin', recipient: erinPub, unwrap: opener(alice), signer: alice.secret });
+      await write('erin', bob, ['for-erin']);
+      const fresh = new KeyManager({ keychain, trustedSigners: [alice.pub] });
+      const reads = vi.spyOn(keychain, 'retrieve');
+      const enc = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'erin', unwrap: fresh, identity: 'erin', watermarks: false });
+      try {
+        expect(enc.capsule.generation).toBeGreaterThan(0);
+        expect((await enc.client.db(db).collection('data').find({ capsule: 'erin' }).toArray()).map((d) => d.v)).toEqual(['for-erin']);
+      } finally {
+        await enc.close();
+      }
+      // erin's entry is the fourth: one read per slot of erin, not a re-read of every slot per entry passed over.
+      expect(reads).toHaveBeenCalledTimes(3);
+    });
+
     it('openEncryptedClient({ identity }) opens the entry of that identity; a KEM-key rotation of a granted recipient re-seals its entry only', async () => {
       const keychain = new MemoryKeychain();
       const km = new KeyManager({ keychain, trustedSigners: [alice.pub] });
