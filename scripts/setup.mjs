@@ -22,7 +22,7 @@ const args = new Set(process.argv.slice(2));
 if (args.has('--help')) {
   console.log(`Usage: npm run setup [-- --only <step>] [--skip <step>] [--strict]
 
-Installs npm dependencies, then runs these steps (each is cached under the cache directory and is
+Installs npm dependencies (step npm), then runs these steps (each is cached under the cache directory and is
 quick on a warm machine): ${STEPS.join(', ')}.
 A step that only tests or optional features need is skipped when its tools are missing (Go, Rust, root):
 setup then says what it skipped, what that disables and how to get it, and still exits 0. A step the
@@ -41,6 +41,13 @@ function flagValues(name) {
 }
 const only = flagValues('--only');
 const skip = flagValues('--skip');
+// A mistyped step name would otherwise select nothing (or skip nothing) without a word.
+for (const name of [...only, ...skip]) {
+  if (name !== 'npm' && !STEPS.includes(name)) {
+    console.error(`setup: unknown step ${JSON.stringify(name)}; the steps are npm, ${STEPS.join(', ')}`);
+    process.exit(2);
+  }
+}
 
 const cacheDir =
   process.env.MONGO_CAPSULE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
@@ -65,7 +72,7 @@ const failures = [];
 const skipped = [];
 const started = Date.now();
 
-if (only.length === 0 || only.includes('npm')) {
+if ((only.length === 0 || only.includes('npm')) && !skip.includes('npm')) {
   console.log('• npm dependencies');
   // npm ci when a lockfile exists keeps installs reproducible; the optional CSFLE addon may fail to
   // download its prebuilt binary offline, which npm tolerates; the libmongocrypt step builds it.

@@ -54,6 +54,21 @@ describe('npm run setup: optional and required steps', () => {
     expect(strict.out).toContain('setup: 2 step(s) failed: native, ferretdb');
   });
 
+  it('--skip npm skips the npm install; a mistyped step name is refused with the list instead of selecting nothing', () => {
+    for (const name of ['system-packages', 'native', 'ferretdb', 'libmongocrypt']) step(name, 'export default async () => {};\n');
+    const run = (...args: string[]) => {
+      const r = spawnSync(process.execPath, [join(root, 'scripts', 'setup.mjs'), ...args], { encoding: 'utf8', env: { ...process.env, MONGO_CAPSULE_CACHE: join(root, 'cache') } });
+      return { code: r.status, out: `${r.stdout}${r.stderr}` };
+    };
+    const skipped = run('--skip', 'npm', '--skip', 'docker');
+    expect(skipped.code, skipped.out).toBe(0);
+    expect(skipped.out).not.toContain('npm dependencies');
+    expect(skipped.out).toContain('• native');
+    const typo = run('--skip', 'natve');
+    expect(typo.code).toBe(2);
+    expect(typo.out).toContain('setup: unknown step "natve"; the steps are npm, system-packages, native, ferretdb, libmongocrypt, docker');
+  });
+
   it('the real steps declare their class: only the CSFLE addon is required, the others say what they disable', async () => {
     const required: string[] = [];
     for (const name of ['system-packages', 'native', 'ferretdb', 'libmongocrypt']) {
