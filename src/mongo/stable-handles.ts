@@ -17,7 +17,7 @@
  * Every other error passes through unchanged. Each stand-in is a Proxy over an object with the driver class's
  * prototype, so `instanceof MongoClient` (Db, Collection, FindCursor, ClientEncryption) holds.
  */
-import type { ClientEncryption, MongoClient } from 'mongodb';
+import type { ClientEncryption, ClientSession, MongoClient } from 'mongodb';
 import { CmkRotatedError } from '../errors.ts';
 
 /** libmongocrypt asks for a KMS provider this client was not given (a data key moved to a newer CMK). */
@@ -42,15 +42,30 @@ const LOCAL_CRYPTO = new Set(['encrypt', 'decrypt', 'encryptExpression']);
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-/** A Proxy whose prototype is `proto`, forwarding what `handler` does not take to `real()`. */
-function standIn<T extends object>(proto: object, real: () => object, take: (prop: string | symbol) => unknown): T {
+/**
+ * A Proxy whose prototype is `proto`, forwarding what `handler` does not take to `real()`; the arguments of a
+ * forwarded call pass through `map` (stand-in sessions become the real session of the generation called).
+ */
+function standIn<T extends object>(proto: object, real: () => object, take: (prop: string | symbol) => unknown, map?: (args: unknown[]) => unknown[]): T {
   return new Proxy(Object.create(proto) as T, {
     get(_t, prop) {
       const taken = take(prop);
       if (taken !== undefined) return taken;
       const target = real();
       const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as AnyFn).bind(target) : v;
+      if (typeof v !== 'function') return v;
+      if (map === undefined) return (v as AnyFn).bind(target);
+      return (...args: unknown[]) => {
+        let mapped: unknown[];
+        try {
+          mapped = map(args);
+        } catch (e) {
+          // Driver calls that take a session return promises: fail the same way.
+          if (e instanceof CmkRotatedError) return Promise.reject(e);
+          throw e;
+        }
+        return (v as AnyFn).apply(target, mapped);
+      };
     },
     set(_t, prop, value) {
       return Reflect.set(real(), prop, value);
@@ -90,6 +105,95 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
       await source.switchFrom(g).catch(() => false);
       throw rotated(what, hint, e);
     }
+  };
+
+  /** A session stand-in: one real session per generation it was used on, ended together. */
+  interface SessionState {
+    options: unknown[];
+    byGeneration: Map<G, ClientSession>;
+    /** The generation a transaction was begun on, while one is open. */
+    transaction?: G;
+    /** The session used last: a new generation's session starts from its cluster and operation times. */
+    last?: ClientSession;
+  }
+  const sessions = new WeakMap<object, SessionState>();
+
+  const sessionFor = (state: SessionState, g: G): ClientSession => {
+    const begun = state.transaction;
+    if (begun !== undefined && begun !== g && state.byGeneration.get(begun)?.inTransaction() === true) {
+      throw new CmkRotatedError(`an operation in a transaction: capsule ${source.capsuleName} switched to a new CMK after the transaction began`, {
+        hint: 'abort the transaction (session.abortTransaction()) and run it again from its start, with the same session (or run withTransaction again): nothing of this operation was sent',
+      });
+    }
+    let real = state.byGeneration.get(g);
+    if (real === undefined) {
+      real = (g.client.startSession as AnyFn).apply(g.client, state.options) as ClientSession;
+      // Causal consistency carries over: the new session reads no older than what the last one saw.
+      if (state.last?.clusterTime !== undefined) real.advanceClusterTime(state.last.clusterTime);
+      if (state.last?.operationTime !== undefined) real.advanceOperationTime(state.last.operationTime);
+      state.byGeneration.set(g, real);
+    }
+    state.last = real;
+    return real;
+  };
+
+  /** Arguments for a call on generation `g`: an options object naming a stand-in session gets that generation's. */
+  const onGeneration = (args: unknown[], g: G): unknown[] => {
+    if (!args.some((a) => a !== null && typeof a === 'object' && sessions.has((a as { session?: object }).session as object))) return args;
+    return args.map((a) => {
+      const state = a !== null && typeof a === 'object' ? sessions.get((a as { session?: object }).session as object) : undefined;
+      return state === undefined ? a : { ...(a as object), session: sessionFor(state, g) };
+    });
+  };
+  const onCurrent = (args: unknown[]) => onGeneration(args, source.current());
+
+  const startSession = (options: unknown[]): ClientSession => {
+    const state: SessionState = { options, byGeneration: new Map() };
+    const first = sessionFor(state, source.current());
+    const inTransactionSession = () => (state.transaction !== undefined ? state.byGeneration.get(state.transaction) : undefined);
+    const ending = (method: 'commitTransaction' | 'abortTransaction') => async (...args: unknown[]) => {
+      const real = inTransactionSession() ?? sessionFor(state, source.current());
+      try {
+        return await (real[method] as AnyFn).apply(real, args);
+      } finally {
+        if (!real.inTransaction()) state.transaction = undefined;
+      }
+    };
+    const proxy: ClientSession = standIn<ClientSession>(Object.getPrototypeOf(first) as object, () => inTransactionSession() ?? sessionFor(state, source.current()), (prop) => {
+      switch (prop) {
+        case 'startTransaction':
+          return (...args: unknown[]) => {
+            const g = source.current();
+            const real = sessionFor(state, g);
+            state.transaction = g;
+            return (real.startTransaction as AnyFn).apply(real, args);
+          };
+        case 'commitTransaction':
+          return ending('commitTransaction');
+        case 'abortTransaction':
+          return ending('abortTransaction');
+        case 'withTransaction':
+          return async (fn: (s: ClientSession) => Promise<unknown>, ...rest: unknown[]) => {
+            const g = source.current();
+            const real = sessionFor(state, g);
+            state.transaction = g;
+            try {
+              // The callback gets this stand-in, so collections it uses map it to the generation they run on.
+              return await (real.withTransaction as AnyFn).call(real, () => fn(proxy), ...rest);
+            } finally {
+              state.transaction = undefined;
+            }
+          };
+        case 'endSession':
+          return async (...args: unknown[]) => {
+            for (const real of state.byGeneration.values()) await (real.endSession as AnyFn).apply(real, args);
+          };
+        default:
+          return undefined;
+      }
+    });
+    sessions.set(proxy, state);
+    return proxy;
   };
 
   const cursor = (make: (g: G) => object): object => {
@@ -165,28 +269,41 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
     };
     return standIn(Object.getPrototypeOf(real(source.current())) as object, () => real(source.current()), (prop) => {
       if (typeof prop !== 'string') return undefined;
-      if (READS.has(prop)) return (...args: unknown[]) => read(`${prop} on ${String(collArgs[0])}`, (g) => real(g)[prop]!(...args) as Promise<unknown>);
+      if (READS.has(prop)) return (...args: unknown[]) => read(`${prop} on ${String(collArgs[0])}`, async (g) => real(g)[prop]!(...onGeneration(args, g)) as Promise<unknown>);
       if (RETURNING_WRITES.has(prop)) {
         return (...args: unknown[]) =>
-          once(`${prop} on ${String(collArgs[0])} was applied, but its returned document could not be decrypted`, 'the write ran on the server once and is not repeated: read the document again (the client now holds the new CMK)', (g) => real(g)[prop]!(...args) as Promise<unknown>);
+          once(`${prop} on ${String(collArgs[0])} was applied, but its returned document could not be decrypted`, 'the write ran on the server once and is not repeated: read the document again (the client now holds the new CMK)', async (g) => real(g)[prop]!(...onGeneration(args, g)) as Promise<unknown>);
       }
-      if (CURSORS.has(prop)) return (...args: unknown[]) => cursor((g) => real(g)[prop]!(...args) as object);
+      if (CURSORS.has(prop)) return (...args: unknown[]) => cursor((g) => real(g)[prop]!(...onGeneration(args, g)) as object);
       return undefined;
-    });
+    }, onCurrent);
   };
 
   const db = (dbArgs: unknown[]): object => {
     const real = (g: G) => (g.client.db as AnyFn).apply(g.client, dbArgs) as Record<string, AnyFn>;
     return standIn(Object.getPrototypeOf(real(source.current())) as object, () => real(source.current()), (prop) => {
       if (prop === 'collection') return (...collArgs: unknown[]) => collection(dbArgs, collArgs);
-      if (prop === 'aggregate') return (...args: unknown[]) => cursor((g) => real(g).aggregate!(...args) as object);
+      if (prop === 'aggregate') return (...args: unknown[]) => cursor((g) => real(g).aggregate!(...onGeneration(args, g)) as object);
       return undefined;
-    });
+    }, onCurrent);
   };
 
-  const client = standIn<MongoClient>(Object.getPrototypeOf(source.current().client) as object, () => source.current().client, (prop) =>
-    prop === 'db' ? (...dbArgs: unknown[]) => db(dbArgs) : undefined,
-  );
+  const client = standIn<MongoClient>(Object.getPrototypeOf(source.current().client) as object, () => source.current().client, (prop) => {
+    if (prop === 'db') return (...dbArgs: unknown[]) => db(dbArgs);
+    if (prop === 'startSession') return (...options: unknown[]) => startSession(options);
+    if (prop === 'withSession') {
+      return async (a: unknown, b?: unknown) => {
+        const [options, fn] = typeof a === 'function' ? [[], a as (s: ClientSession) => Promise<unknown>] : [[a], b as (s: ClientSession) => Promise<unknown>];
+        const session = startSession(options);
+        try {
+          return await fn(session);
+        } finally {
+          await session.endSession();
+        }
+      };
+    }
+    return undefined;
+  }, onCurrent);
 
   const encryption = standIn<ClientEncryption>(Object.getPrototypeOf(source.current().encryption) as object, () => source.current().encryption, (prop) => {
     if (typeof prop !== 'string' || !LOCAL_CRYPTO.has(prop)) return undefined;

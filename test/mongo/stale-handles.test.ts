@@ -5,7 +5,7 @@
  * document), the error is typed and says what to do.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type Binary, ClientEncryption, Collection, Db, FindCursor, MongoClient } from 'mongodb';
+import { type Binary, ClientEncryption, ClientSession, Collection, Db, FindCursor, MongoClient } from 'mongodb';
 import { openEncryptedClient, provisionCluster, RANDOM, rotateCmk, type EncryptedClient } from '../../src/mongo/index.ts';
 import { CmkRotatedError } from '../../src/errors.ts';
 import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
@@ -223,6 +223,84 @@ describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, 
     } finally {
       await enc.close();
       enc = undefined;
+    }
+  });
+});
+
+describeWithCsfle(`sessions kept across a CMK rotation (${server.description})`, () => {
+  const db = uniqueDbName('stalesess');
+  const capsuleNamespace = `${db}.capsules`;
+  const keyVaultNamespace = `${db}.__keyVault`;
+  const owner = testIdentity('owner');
+  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 };
+  let plain: MongoClient;
+
+  beforeAll(async () => {
+    plain = await connectTestClient();
+  });
+  afterAll(async () => {
+    await plain?.db(db).dropDatabase();
+    await plain?.close();
+  });
+
+  async function setUp(name: string): Promise<EncryptedClient> {
+    await provisionCluster({ ...common, capsuleName: name, dataKeyAltNames: ['a'] });
+    const enc = await openEncryptedClient({ ...common, capsuleName: name, keyExpirationMS: 200, refreshIntervalMS: 0 });
+    await enc.client.db(db).collection(name).insertOne({ i: 0, a: await enc.encryptRandom('value-0', 'a') });
+    return enc;
+  }
+
+  it('a session started before rotate-cmk keeps working with kept and new collections after the switch', async () => {
+    const name = 'sess';
+    const enc = await setUp(name);
+    const session = enc.client.startSession();
+    try {
+      expect(session).toBeInstanceOf(ClientSession);
+      const people = enc.client.db(db).collection(name);
+      expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+      await rotateCmk({ ...common, capsuleName: name });
+      await sleep(400);
+      // The first read switches the client; the session follows it instead of failing "ClientSession must be from
+      // the same MongoClient".
+      expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+      expect(enc.capsule.generation).toBe(2);
+      await people.insertOne({ i: 1, a: await enc.encryptRandom('value-1', 'a') }, { session });
+      expect((await enc.client.db(db).collection(name).find({}, { session }).sort({ i: 1 }).toArray()).map((d) => d.a)).toEqual(['value-0', 'value-1']);
+      expect(await people.countDocuments({}, { session })).toBe(2);
+    } finally {
+      await session.endSession();
+      await enc.close();
+    }
+  });
+
+  it('withSession hands out a session that follows the switch; a transaction begun before it gets CMK_ROTATED, nothing sent', async () => {
+    const name = 'txn';
+    const enc = await setUp(name);
+    try {
+      const people = enc.client.db(db).collection(name);
+      await enc.client.withSession(async (session) => {
+        await rotateCmk({ ...common, capsuleName: name });
+        await sleep(400);
+        expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+      });
+      await rotateCmk({ ...common, capsuleName: name });
+      await sleep(400);
+      const session = enc.client.startSession();
+      try {
+        // Begun on the generation before the switch (startTransaction only changes the session's own state).
+        session.startTransaction();
+        expect(session.inTransaction()).toBe(true);
+        expect(await enc.refresh()).toBe(true);
+        const err = await people.insertOne({ i: 9 }, { session }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(CmkRotatedError);
+        expect((err as CmkRotatedError).hint).toMatch(/transaction/);
+        await session.abortTransaction().catch(() => {});
+        expect(await plain.db(db).collection(name).countDocuments({ i: 9 })).toBe(0);
+      } finally {
+        await session.endSession();
+      }
+    } finally {
+      await enc.close();
     }
   });
 });
