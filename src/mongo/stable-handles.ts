@@ -13,7 +13,9 @@
  *   ClientEncryption's encrypt and decrypt) run once more on the new generation;
  * - a write that returns a document (findOneAnd*) is never repeated (it ran on the server): CmkRotatedError says
  *   it was applied and to read the document again;
- * - a cursor that already delivered documents: CmkRotatedError, "re-run the query".
+ * - a cursor that already delivered documents: CmkRotatedError, "re-run the query";
+ * - a change stream opens again on the new generation from the resume token of what it delivered last;
+ * - a session holds a real session per generation; a transaction begun before the switch: CmkRotatedError.
  * Every other error passes through unchanged. Each stand-in is a Proxy over an object with the driver class's
  * prototype, so `instanceof MongoClient` (Db, Collection, FindCursor, ClientEncryption) holds.
  */
@@ -262,6 +264,59 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
     return proxy;
   };
 
+  /**
+   * A change stream that follows a switch: when an event cannot be decrypted, it is opened again on the current
+   * generation with `startAfter` the resume token of what it delivered last, so that event comes again and none is
+   * lost. `next`, `tryNext`, `hasNext` and `for await` follow; `on('change')` listeners stay on the stream they
+   * were added to.
+   */
+  const changeStream = (watch: (g: G, pipeline: unknown, options: Record<string, unknown>) => object, pipeline: unknown, options: Record<string, unknown>): object => {
+    type Stream = Record<string | symbol, unknown> & { resumeToken?: unknown; closed?: boolean; close(): Promise<void> };
+    let g = source.current();
+    let real = watch(g, pipeline, options) as Stream;
+    const fetch = (prop: string) => async (...args: unknown[]): Promise<unknown> => {
+      try {
+        return await (real[prop] as AnyFn).apply(real, args);
+      } catch (e) {
+        if (!isProviderMissing(e)) throw e;
+        const from = g;
+        const token = real.resumeToken;
+        const switched = await source.switchFrom(from).catch(() => false);
+        if (!switched || token === undefined) {
+          throw rotated('reading a change stream', 'open the change stream again (option `startAfter`: its last resume token, `stream.resumeToken`); it had no resume token to continue from when the client switched to the new CMK', e);
+        }
+        await real.close().catch(() => {});
+        const { resumeAfter: _r, startAfter: _s, startAtOperationTime: _t, ...rest } = options;
+        g = source.current();
+        real = watch(g, pipeline, { ...rest, startAfter: token }) as Stream;
+        try {
+          return await (real[prop] as AnyFn).apply(real, args);
+        } catch (e2) {
+          if (isProviderMissing(e2)) throw rotated('reading a change stream', 'open the change stream again from `stream.resumeToken`: a CMK rotation or its abandonment is under way', e2);
+          throw e2;
+        }
+      }
+    };
+    return standIn(Object.getPrototypeOf(real) as object, () => real, (prop) => {
+      if (prop === 'next' || prop === 'tryNext' || prop === 'hasNext') return fetch(prop);
+      if (prop === Symbol.asyncIterator) {
+        return async function* () {
+          if (real.closed === true) return;
+          const next = fetch('next');
+          try {
+            while (true) yield await next();
+          } finally {
+            await real.close().catch(() => {});
+          }
+        };
+      }
+      return undefined;
+    });
+  };
+  /** `watch(pipeline?, options?)` on whatever `on(g)` gives. */
+  const watchOn = (on: (g: G) => { watch: AnyFn }) => (pipeline: unknown = [], options: Record<string, unknown> = {}) =>
+    changeStream((g, p, o) => on(g).watch(p, ...onGeneration([o], g)) as object, pipeline, options);
+
   const collection = (dbArgs: unknown[], collArgs: unknown[]): object => {
     const real = (g: G) => {
       const d = (g.client.db as AnyFn).apply(g.client, dbArgs) as { collection: AnyFn };
@@ -275,6 +330,7 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
           once(`${prop} on ${String(collArgs[0])} was applied, but its returned document could not be decrypted`, 'the write ran on the server once and is not repeated: read the document again (the client now holds the new CMK)', async (g) => real(g)[prop]!(...onGeneration(args, g)) as Promise<unknown>);
       }
       if (CURSORS.has(prop)) return (...args: unknown[]) => cursor((g) => real(g)[prop]!(...onGeneration(args, g)) as object);
+      if (prop === 'watch') return watchOn((g) => real(g) as { watch: AnyFn });
       return undefined;
     }, onCurrent);
   };
@@ -284,6 +340,7 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
     return standIn(Object.getPrototypeOf(real(source.current())) as object, () => real(source.current()), (prop) => {
       if (prop === 'collection') return (...collArgs: unknown[]) => collection(dbArgs, collArgs);
       if (prop === 'aggregate') return (...args: unknown[]) => cursor((g) => real(g).aggregate!(...onGeneration(args, g)) as object);
+      if (prop === 'watch') return watchOn((g) => real(g) as { watch: AnyFn });
       return undefined;
     }, onCurrent);
   };
@@ -291,6 +348,7 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
   const client = standIn<MongoClient>(Object.getPrototypeOf(source.current().client) as object, () => source.current().client, (prop) => {
     if (prop === 'db') return (...dbArgs: unknown[]) => db(dbArgs);
     if (prop === 'startSession') return (...options: unknown[]) => startSession(options);
+    if (prop === 'watch') return watchOn((g) => g.client as unknown as { watch: AnyFn });
     if (prop === 'withSession') {
       return async (a: unknown, b?: unknown) => {
         const [options, fn] = typeof a === 'function' ? [[], a as (s: ClientSession) => Promise<unknown>] : [[a], b as (s: ClientSession) => Promise<unknown>];
