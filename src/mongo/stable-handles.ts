@@ -297,8 +297,18 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
         }
       }
     };
-    return standIn(Object.getPrototypeOf(real) as object, () => real, (prop) => {
+    const proxyRef: { value?: object } = {};
+    proxyRef.value = standIn(Object.getPrototypeOf(real) as object, () => real, (prop) => {
       if (prop === 'next' || prop === 'tryNext' || prop === 'hasNext') return fetch(prop);
+      if (prop === 'on' || prop === 'once' || prop === 'addListener') {
+        // Listeners stay on this stream; its 'error' event says what happened in the typed error, not libmongocrypt's.
+        return (event: string | symbol, listener: AnyFn) => {
+          const l = event !== 'error' ? listener : (e: unknown) =>
+            listener(isProviderMissing(e) ? rotated('a change stream with listeners', 'open the change stream again with option `startAfter: stream.resumeToken` (listeners are not moved to the new CMK; next()/for await are)', e) : e);
+          (real[prop] as AnyFn).call(real, event, l);
+          return proxyRef.value;
+        };
+      }
       if (prop === Symbol.asyncIterator) {
         return async function* () {
           if (real.closed === true) return;
@@ -312,6 +322,7 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
       }
       return undefined;
     });
+    return proxyRef.value;
   };
   /** `watch(pipeline?, options?)` on whatever `on(g)` gives. */
   const watchOn = (on: (g: G) => { watch: AnyFn }) => (pipeline: unknown = [], options: Record<string, unknown> = {}) =>
