@@ -84,9 +84,9 @@ export async function runInKeyringSession(argv, { cwd, log, env: baseEnv = proce
   process.off('SIGINT', forward);
   process.off('SIGTERM', forward);
   reaper?.kill();
-  // dbus-run-session ended by a signal leaves its bus, the keyring daemon and the command running: stop what is
-  // left of this session (silent when nothing is), then remove its directories (a short retry covers files a
-  // daemon is still closing).
+  // gnome-keyring-daemon outlives dbus-run-session even on a normal end, and dbus-run-session ended by a signal
+  // leaves its bus and the command running too: stop what is left of this session (silently: that is the normal
+  // teardown), then remove its directories (a short retry covers files a daemon is still closing).
   await reap({ ...cleanup, quiet: true });
   return code;
 }

@@ -84,15 +84,16 @@ function signal(pid, sig) {
 
 /**
  * Stops `pids` and every process naming `dir` (SIGTERM, then SIGKILL after 20 s), unmounts what is mounted under
- * `dir` and removes it and `alsoRemove`. What the watchdog does; a normal teardown can call it too, to sweep what a
- * signal left behind (then `quiet` keeps it silent when there was nothing to stop).
+ * `dir` and removes it and `alsoRemove`. What the watchdog does; a normal teardown can call it too, to sweep what
+ * is left (a daemon that outlives its session, such as gnome-keyring-daemon, or what a signal left): then `quiet`
+ * keeps it silent unless a process had to be killed or a directory could not be removed.
  * @param {{ dir: string, pids?: number[], label?: string, environment?: boolean, alsoRemove?: string[], quiet?: boolean }} options
  */
 export async function reap({ dir, pids = [], label = 'reaper', environment = false, alsoRemove = [], quiet = false }) {
   const say = (msg) => process.stderr.write(`[${label}] ${msg}\n`);
   const targets = () => [...new Set([...pids.filter(alive), ...processesNaming(dir, { environment })])];
   const first = targets();
-  if (!quiet || first.length > 0) say(`the test run ended without its teardown (interrupted?): stopping what it started under ${dir}`);
+  if (!quiet) say(`the test run ended without its teardown (interrupted?): stopping what it started under ${dir}`);
   for (const pid of first) signal(pid, 'SIGTERM');
   const deadline = Date.now() + STOP_TIMEOUT_MS;
   while (targets().length > 0 && Date.now() < deadline) await sleep(100);
@@ -100,11 +101,10 @@ export async function reap({ dir, pids = [], label = 'reaper', environment = fal
   for (const pid of stubborn) signal(pid, 'SIGKILL');
   if (stubborn.length > 0) say(`killed ${stubborn.length} process(es) that did not stop: ${stubborn.join(', ')}`);
   for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);
-  const stopped = first.length > 0;
   for (const d of [dir, ...alsoRemove]) rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   const left = [dir, ...alsoRemove].filter((d) => existsSync(d));
   if (left.length > 0) say(`could not remove ${left.join(', ')}`);
-  else if (!quiet || stopped) say('stopped and removed; nothing left behind');
+  else if (!quiet) say('stopped and removed; nothing left behind');
 }
 
 async function watchdog() {
