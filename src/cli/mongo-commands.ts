@@ -407,6 +407,13 @@ ${NAMESPACE_HELP}
                 ? `; CMK rotation ${p.id} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` or undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\``
                 : '';
               add(pending ? 'warn' : 'ok', 'capsule', `${capsuleName}: suite ${h.suite}, kid ${h.kid}, ${h.signed ? 'signed' : 'UNSIGNED'}, generation ${found.generation}${pending}`);
+              add(
+                'ok',
+                'epoch',
+                found.dataKeyEpoch === 0
+                  ? 'data-key epoch 0 (no revocation yet)'
+                  : `data-key epoch ${found.dataKeyEpoch}: new values use this epoch's data keys (${found.dataKeyEpoch} revocation(s)); query by equality with queryValues`,
+              );
               if (found.recipients.length > 1) {
                 add('ok', 'recipients', found.recipients.map((e) => `${e.header.kid}${e.publicIdentity === null ? '' : ` (${recipientName(e.publicIdentity)})`}`).join(', '));
               }

@@ -129,9 +129,9 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
     }
     io.stdout.write(`capsule ${r.capsuleName}: key ${kid} revoked; the CMK was rotated${r.resumed ? ' (finished an interrupted revocation)' : ''} (generation ${r.generation})\n`);
     io.stdout.write(`recipients: ${r.recipientKids.join(', ')}\n`);
-    io.stdout.write(`data keys moved ${r.rewrapped} (${r.fromProvider} → ${r.toProvider})\n`);
+    io.stdout.write(`data keys moved ${r.rewrapped} (${r.fromProvider} → ${r.toProvider}); new values get fresh data keys (data-key epoch ${r.dataKeyEpoch}), query them with queryValues\n`);
     io.stdout.write(
-      'the revoked key cannot open the new CMK; it keeps whatever it already read. Also remove its database user, and stop trusting its public identity as a signer (--trust, trustedSigners)\n',
+      'the revoked key cannot open the new CMK nor the new data keys; it keeps whatever it already read, the earlier data keys included. Also remove its database user (with write access it could undo this), and stop trusting its public identity as a signer (--trust, trustedSigners)\n',
     );
     return 0;
   } finally {

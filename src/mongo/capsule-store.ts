@@ -14,6 +14,9 @@
  *                tag (crypto/recipients.ts); absent on capsules stored before recipient lists
  *   recipients   further recipients of the same CMK: [{ kid, bytes, sha256, publicIdentity, tag }], each `bytes`
  *                a capsule of the same name sealed for that kid (absent or empty: one recipient)
+ *   dataKeyEpoch which data keys new values are encrypted with (absent: 0); a revocation raises it, in the same
+ *                update that announces the next CMK, so writes after it use data keys the revoked key never saw
+ *                (key-vault.ts names them)
  *
  * Invariants:
  * - A unique index on `name`: seeding is insert-if-absent, so concurrent seeders end with exactly one capsule.
@@ -44,7 +47,7 @@ export function kmsProviderName(capsuleName: string, generation: number): string
 
 const DUPLICATE_KEY = 11000;
 /** Fields of a stored document that are ours, not the capsule's (allowed by capsuleFromDocument). */
-const BOOKKEEPING_FIELDS = ['_id', 'sha256', 'generation', 'kmsProvider', 'storedAt', 'pendingRotation', 'publicIdentity', 'recipientTag', 'recipients', 'recipientsDigest'] as const;
+const BOOKKEEPING_FIELDS = ['_id', 'sha256', 'generation', 'kmsProvider', 'storedAt', 'pendingRotation', 'publicIdentity', 'recipientTag', 'recipients', 'recipientsDigest', 'dataKeyEpoch'] as const;
 const RECIPIENT_FIELDS = ['kid', 'bytes', 'sha256', 'publicIdentity', 'tag'];
 
 /** A CMK rotation in progress, kept inside the capsule document so it changes atomically with it. */
@@ -92,6 +95,8 @@ export interface CapsuleRecord extends StoredCapsule {
   recipients: RecipientEntry[];
   /** @internal The stored digest of the further recipients' list (its compare-and-swap token); null when absent. */
   recipientsDigest: string | null;
+  /** The data-key epoch: 0 until the first revocation, +1 for each (see key-vault.ts, epochAltName). */
+  dataKeyEpoch: number;
 }
 
 export interface CapsuleHistoryEntry {
@@ -358,6 +363,9 @@ export class CapsuleStore implements CapsuleRepository {
     };
     let filter: Document = { name, sha256: expectedSha, pendingRotation: { $exists: false } };
     const set: Document = { pendingRotation: stored };
+    // Revoking also raises the data-key epoch in this same update: from the moment the revocation is recorded,
+    // new values get data keys made under the next CMK, which the revoked key never held.
+    const inc: Document = pending.revokedKid === null ? {} : { $inc: { dataKeyEpoch: 1 } };
     if (pending.revokedKid !== null) {
       // Revoking: the recipient leaves the live list in the same update that announces the next CMK, so no state
       // exists in which the rotation is pending and the revoked key still opens the live capsule. (The first
@@ -371,7 +379,7 @@ export class CapsuleStore implements CapsuleRepository {
       }
     }
     try {
-      const r = await this.#capsules.updateOne(filter, { $set: set });
+      const r = await this.#capsules.updateOne(filter, { $set: set, ...inc });
       return r.matchedCount === 1;
     } catch (e) {
       throw mongoError(e, `starting the CMK rotation of capsule ${name}`);
@@ -460,6 +468,7 @@ export class CapsuleStore implements CapsuleRepository {
       storedAt: doc.storedAt as Date,
       recipients: [primary, ...others],
       recipientsDigest: typeof doc.recipientsDigest === 'string' ? doc.recipientsDigest : null,
+      dataKeyEpoch: dataKeyEpochOf(name, this.namespace, doc.dataKeyEpoch),
       pendingRotation:
         p === undefined || p === null
           ? null
@@ -605,6 +614,14 @@ function recipientDocument(name: string, r: SealedRecipient): Document {
 
 function bindingFields(b: RecipientBinding | undefined): Document {
   return b === undefined ? {} : { publicIdentity: b.publicIdentity, recipientTag: new Binary(b.tag) };
+}
+
+/** The stored epoch, checked: a whole number ≥ 0 (absent: 0, a capsule no revocation touched). */
+function dataKeyEpochOf(name: string, namespace: string, v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  const n = typeof v === 'number' ? v : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new CapsuleFormatError(`capsule document ${name} in ${namespace}: dataKeyEpoch must be a whole number ≥ 0, not ${JSON.stringify(String(v))}`);
+  return n;
 }
 
 function checkName(op: string, name: unknown): asserts name is string {

@@ -27,7 +27,7 @@ import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWaterm
 import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { cryptError, DEFAULT_KEY_VAULT_NAMESPACE, getOrCreateDataKey } from './key-vault.ts';
+import { cryptError, DEFAULT_KEY_VAULT_NAMESPACE, findDataKeysOfEveryEpoch, getOrCreateDataKey } from './key-vault.ts';
 import { isProviderMissing, stableHandles } from './stable-handles.ts';
 
 export const DETERMINISTIC = 'AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic' as const;
@@ -213,12 +213,26 @@ export interface EncryptedClient extends AsyncDisposable {
   readonly encryption: ClientEncryption;
   /** The plain client used for the key vault and the capsule (no automatic decryption). */
   readonly keyVaultClient: MongoClient;
-  /** The capsule generation the current client holds. */
-  readonly capsule: { name: string; kid: string; generation: number; kmsProvider: string };
-  /** The data key of this capsule with this alternate name, created on first use. */
+  /**
+   * The capsule generation the current client holds, and its data-key epoch (raised by every revocation: new
+   * values are encrypted with that epoch's data keys).
+   */
+  readonly capsule: { name: string; kid: string; generation: number; kmsProvider: string; dataKeyEpoch: number };
+  /** The data key of this capsule with this alternate name, of the current data-key epoch, created on first use. */
   dataKey(altName: string): Promise<Binary>;
-  /** Deterministic encryption (equal values give equal ciphertexts: queryable by equality). */
+  /**
+   * Deterministic encryption with the current epoch's data key (equal values give equal ciphertexts: queryable
+   * by equality, among values written in the same epoch; see queryValues).
+   */
   encryptDeterministic(value: unknown, keyAltName: string): Promise<Binary>;
+  /**
+   * The deterministic ciphertexts of `value` under data key `keyAltName` of every data-key epoch that has one:
+   * the values to match with `$in` to find documents written before and after revocations alike. Creates no key
+   * (empty when none exists yet: nothing can match).
+   * @example
+   * await coll.find({ ssn: { $in: await db.queryValues('123-45-6789', 'ssn') } }).toArray();
+   */
+  queryValues(value: unknown, keyAltName: string): Promise<Binary[]>;
   /** Randomized encryption (not queryable; prefer it for everything not queried by value). */
   encryptRandom(value: unknown, keyAltName: string): Promise<Binary>;
   decrypt<T = unknown>(value: Binary): Promise<T>;
@@ -348,10 +362,12 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     }
   };
 
+  // Keyed by epoch and name: after a revocation the same name means a new data key.
   const dataKeys = new Map<string, Promise<Binary>>();
-  const lookUp = async (altName: string): Promise<Binary> => {
+  const lookUp = async (altName: string, epoch: number): Promise<Binary> => {
     for (let attempt = 0; ; attempt++) {
       const g = current;
+      if (g.record.dataKeyEpoch !== epoch) throw new StaleGeneration();
       // A key created under a provider the capsule has moved past would be stranded: check right before creating.
       const beforeCreate = async () => {
         if (rotationState(await store.load(capsuleName)) !== g.state) throw new StaleGeneration();
@@ -361,7 +377,7 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
           provider: g.writeProvider,
           keyVaultNamespace,
           beforeCreate,
-          scope: { capsuleName, providers: providersOf(g) },
+          scope: { capsuleName, providers: providersOf(g), epoch },
         });
       } catch (e) {
         if (!(e instanceof StaleGeneration)) throw e;
@@ -376,13 +392,27 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
   };
   const dataKey = (altName: string): Promise<Binary> => {
     if (closed) return Promise.reject(new InvalidArgumentError('this encrypted client is closed', { hint: 'open a new encrypted client (openEncryptedClient)' }));
-    let p = dataKeys.get(altName);
+    const epoch = current.record.dataKeyEpoch;
+    const key = `${epoch}/${altName}`;
+    let p = dataKeys.get(key);
     if (p === undefined) {
-      p = lookUp(altName);
-      p.catch(() => dataKeys.delete(altName));
-      dataKeys.set(altName, p);
+      p = lookUp(altName, epoch).catch(async (e: unknown) => {
+        dataKeys.delete(key);
+        // The epoch moved on while the key was looked up: the key of the new one.
+        if (e instanceof StaleGeneration) return dataKey(altName);
+        throw e;
+      });
+      dataKeys.set(key, p);
     }
     return p;
+  };
+  const queryValues = async (value: unknown, keyAltName: string): Promise<Binary[]> => {
+    if (closed) throw new InvalidArgumentError('this encrypted client is closed', { hint: 'open a new encrypted client (openEncryptedClient)' });
+    const g = current;
+    const keys = await findDataKeysOfEveryEpoch(keyVaultClient, keyVaultNamespace, { capsuleName, providers: providersOf(g), epoch: g.record.dataKeyEpoch }, keyAltName);
+    const out: Binary[] = [];
+    for (const { id } of keys) out.push(await withCurrent(`encrypting with data key ${keyAltName}`, (c) => c.encryption.encrypt(value, { algorithm: DETERMINISTIC, keyId: id })));
+    return out;
   };
   const encrypt = async (value: unknown, keyAltName: string, algorithm: typeof DETERMINISTIC | typeof RANDOM) => {
     // By id rather than by alternate name: libmongocrypt then skips resolving the name on every call (a third of
@@ -411,11 +441,12 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     keyVaultClient,
     get capsule() {
       const r = current.record;
-      return { name: r.name, kid: r.header.kid, generation: r.generation, kmsProvider: r.kmsProvider };
+      return { name: r.name, kid: r.header.kid, generation: r.generation, kmsProvider: r.kmsProvider, dataKeyEpoch: r.dataKeyEpoch };
     },
     dataKey,
     encryptDeterministic: (value, keyAltName) => encrypt(value, keyAltName, DETERMINISTIC),
     encryptRandom: (value, keyAltName) => encrypt(value, keyAltName, RANDOM),
+    queryValues,
     decrypt: <T>(value: Binary) => withCurrent('decrypting a value', async (g) => (await g.encryption.decrypt(value)) as T),
     refresh,
     close,

@@ -18,6 +18,15 @@
  * hold no '/') and is looked up only among keys under that capsule's KMS providers (`local:g<n>_<capsule>`).
  * Keys made before that scheme carry the bare `<name>`: they are still found, but only under the capsule's own
  * providers, so a client of one capsule never picks up another capsule's key of the same name.
+ *
+ * Data-key epochs. A recipient that was revoked knew the CMK, so it may have kept the data keys themselves (a
+ * copy of the key vault opened with the old CMK). Rotating the CMK rewraps the same data keys, which does not
+ * close them. So a revocation raises the capsule's data-key epoch (capsule-store.ts), and new values are
+ * encrypted with the data keys of the current epoch, created under the next CMK: `<capsule>@<epoch>/<name>` for
+ * epochs from 1 (capsule names hold neither '@' nor '/'); epoch 0 keeps the names above. Keys of earlier epochs
+ * stay, rewrapped like every key, so everything written before still decrypts. Deterministic ciphertexts differ
+ * between epochs: an equality query matches a value of any epoch with `$in` over one ciphertext per epoch
+ * (`EncryptedClient.queryValues`).
  */
 import { Binary, MongoServerError, type ClientEncryption, type Collection, type Document, type MongoClient } from 'mongodb';
 import { CmkMismatchError } from '../errors.ts';
@@ -88,11 +97,18 @@ export interface DataKeyScope {
   capsuleName: string;
   /** The live provider and, during a CMK rotation, the pending one. */
   providers: readonly string[];
+  /** The data-key epoch (default 0): the capsule's `dataKeyEpoch` for new values. */
+  epoch?: number;
 }
 
-/** The alternate name a data key of capsule `capsuleName` is stored under. */
+/** The alternate name a data key of capsule `capsuleName` is stored under (epoch 0). */
 export function scopedAltName(capsuleName: string, altName: string): string {
   return `${capsuleName}/${altName}`;
+}
+
+/** The alternate name of capsule `capsuleName`'s data key `altName` of data-key epoch `epoch`. */
+export function epochAltName(capsuleName: string, altName: string, epoch: number): string {
+  return epoch === 0 ? scopedAltName(capsuleName, altName) : `${capsuleName}@${epoch}/${altName}`;
 }
 
 /** Is `provider` one of capsule `capsuleName`'s (any generation)? */
@@ -113,10 +129,12 @@ function inScope(scope: DataKeyScope, doc: Document): boolean {
  * vault without any CMK: the scoped name wins over a bare legacy one, then the oldest key.
  */
 export async function findDataKeys(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, altNames: readonly string[]): Promise<Map<string, Binary>> {
+  const epoch = scope.epoch ?? 0;
   const wanted = new Map<string, { name: string; scoped: boolean }>();
   for (const n of altNames) {
-    wanted.set(scopedAltName(scope.capsuleName, n), { name: n, scoped: true });
-    if (!wanted.has(n)) wanted.set(n, { name: n, scoped: false });
+    wanted.set(epochAltName(scope.capsuleName, n, epoch), { name: n, scoped: true });
+    // Bare legacy names predate epochs: they are keys of epoch 0.
+    if (epoch === 0 && !wanted.has(n)) wanted.set(n, { name: n, scoped: false });
   }
   let docs: Document[];
   try {
@@ -138,6 +156,19 @@ export async function findDataKeys(client: MongoClient, keyVaultNamespace: strin
     }
   }
   return new Map([...best].map(([n, v]) => [n, v.id]));
+}
+
+/**
+ * The ids of data key `altName` of every epoch from 0 to `scope.epoch` that has one, oldest epoch first: the keys
+ * a value of that name may have been encrypted with.
+ */
+export async function findDataKeysOfEveryEpoch(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, altName: string): Promise<{ epoch: number; id: Binary }[]> {
+  const found: { epoch: number; id: Binary }[] = [];
+  for (let epoch = 0; epoch <= (scope.epoch ?? 0); epoch++) {
+    const id = (await findDataKeys(client, keyVaultNamespace, { ...scope, epoch }, [altName])).get(altName);
+    if (id !== undefined) found.push({ epoch, id });
+  }
+  return found;
 }
 
 /**
@@ -217,7 +248,7 @@ export async function getOrCreateDataKey(
     const found = (await findDataKeys(client, keyVaultNamespace, scope, [altName])).get(altName);
     if (found !== undefined) return found;
     await beforeCreate?.();
-    const stored = scopedAltName(scope.capsuleName, altName);
+    const stored = epochAltName(scope.capsuleName, altName, scope.epoch ?? 0);
     try {
       await encryption.createDataKey(provider as 'local', { keyAltNames: [stored] });
     } catch (e) {

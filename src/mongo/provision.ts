@@ -204,7 +204,7 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         keyVaultIndex = index.uniqueAltNames ? 'unique-partial' : index.fallbackIndex ? 'unique-sparse-fallback' : 'none';
         const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
         for (const altName of dataKeyAltNames) {
-          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace, scope: { capsuleName, providers: Object.keys(kmsProviders) } });
+          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace, scope: { capsuleName, providers: Object.keys(kmsProviders), epoch: record.dataKeyEpoch } });
           dataKeyIds[altName] = id.toUUID().toHexString(true);
         }
         onProgress?.(`data keys ready: ${dataKeyAltNames.join(', ')}`);
@@ -342,6 +342,6 @@ async function withPrimary<T>(admin: MongoClient, uri: string, primary: string |
 /** Ids of capsule `record`'s data keys with these alternate names, read from the key vault (no CMK involved). */
 async function existingDataKeys(client: MongoClient, keyVaultNamespace: string, record: CapsuleRecord, altNames: readonly string[]): Promise<Record<string, string>> {
   const providers = record.pendingRotation ? [record.kmsProvider, record.pendingRotation.toProvider] : [record.kmsProvider];
-  const found = await findDataKeys(client, keyVaultNamespace, { capsuleName: record.name, providers }, altNames);
+  const found = await findDataKeys(client, keyVaultNamespace, { capsuleName: record.name, providers, epoch: record.dataKeyEpoch }, altNames);
   return Object.fromEntries([...found].map(([n, id]) => [n, id.toUUID().toHexString(true)]));
 }

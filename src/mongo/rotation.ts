@@ -88,6 +88,8 @@ export interface RotateCmkResult {
   recipientKids: string[];
   /** The recipient this rotation revoked, if any. */
   revokedKid: string | null;
+  /** The capsule's data-key epoch after the rotation (a revocation raises it: new values get fresh data keys). */
+  dataKeyEpoch: number;
 }
 
 /**
@@ -134,7 +136,7 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
         liveKeys.wipe();
       }
       onProgress?.(
-        `rotation ${pending.id}: new CMK sealed for ${pending.recipients.length} recipient(s)${pending.revokedKid === null ? '' : ` (revoking ${pending.revokedKid})`}; data keys move ${record.kmsProvider} → ${pending.toProvider}`,
+        `rotation ${pending.id}: new CMK sealed for ${pending.recipients.length} recipient(s)${pending.revokedKid === null ? '' : ` (revoking ${pending.revokedKid}; new values get fresh data keys, epoch ${record.dataKeyEpoch + 1})`}; data keys move ${record.kmsProvider} → ${pending.toProvider}`,
       );
       if (!(await store.beginRotation(capsuleName, record.sha256, pending).catch((e: unknown) => {
         // The update may or may not have been applied: say both outcomes.
@@ -227,6 +229,7 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       kid: live.header.kid,
       recipientKids: live.recipients.map((r) => r.header.kid),
       revokedKid: pending.revokedKid,
+      dataKeyEpoch: live.dataKeyEpoch,
     };
   } finally {
     await client.close().catch(() => {});

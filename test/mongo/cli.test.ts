@@ -76,6 +76,7 @@ describeWithCsfle(`mongo CLI commands (${server.description})`, () => {
     const out = run.out();
     for (const what of ['server', 'auth', 'key vault', 'capsule', 'identity', 'signature', 'cmk', 'libmongocrypt']) expect(out).toMatch(new RegExp(`^(ok  |warn|FAIL)  ${what}`, 'm'));
     expect(out).toMatch(/^ok    capsule +cli-signed: suite ml-kem-1024, kid [0-9a-f]+, signed, generation 2$/m);
+    expect(out).toMatch(/^ok    epoch +data-key epoch 0 \(no revocation yet\)$/m);
     expect(out).toMatch(/^ok    identity +ops: .*the capsule is sealed for it/m);
     expect(out).toMatch(/^ok    signature +signed by ops/m);
     expect(out).toMatch(/^ok    cmk +capsule cli-signed has no data key/m);

@@ -4,11 +4,11 @@
  * by someone without the CMK (or left from an older generation) never get a new CMK.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Binary, type Document, type MongoClient } from 'mongodb';
+import { Binary, ClientEncryption, type Document, type MongoClient } from 'mongodb';
 import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, unwrapKey, wrapKey } from '../../src/crypto/index.ts';
 import { CapsuleAuthError, InvalidArgumentError, RecipientInvalidError, RecipientNotFoundError } from '../../src/errors.ts';
 import { KeyManager, MemoryKeychain } from '../../src/keys/index.ts';
-import { capsuleKeys, CapsuleStore, grantRecipient, openEncryptedClient, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
+import { capsuleKeys, CapsuleStore, type EncryptedClient, grantRecipient, openEncryptedClient, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
 import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
 import { testIdentity, type TestIdentity } from './support/identity.ts';
 
@@ -195,6 +195,83 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
       live.wipe();
     } finally {
       k.wipe();
+    }
+  });
+
+  it('revoke: writes after it use fresh data keys, so the revoked key, with the old CMK and a copy of the key vault, decrypts none of them', async () => {
+    await seedFor('epoch', [alice, bob, carol]);
+    const data = plain.db(db).collection('data');
+    const open = (id: TestIdentity) => openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'epoch', unwrap: opener(id), watermarks: false, refreshIntervalMS: 0 });
+    const insertWith = async (enc: EncryptedClient, n: string) => {
+      await data.insertOne({ capsule: 'epoch', n, v: await enc.encryptDeterministic('same value', 'ssn'), r: await enc.encryptRandom(`random ${n}`, 'ssn') });
+      return enc.capsule.dataKeyEpoch;
+    };
+    const insert = async (id: TestIdentity, n: string) => {
+      const enc = await open(id);
+      try {
+        return await insertWith(enc, n);
+      } finally {
+        await enc.close();
+      }
+    };
+    expect(await insert(bob, 'before')).toBe(0);
+    // A client that stays open across the revocation, holding the data key of epoch 0 already.
+    const carolsLive = await open(carol);
+    await carolsLive.dataKey('ssn');
+    // What a member can keep: the CMK it opened, and a copy of the key vault it could read.
+    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const bobsKeys = await capsuleKeys(await store.load('epoch'), opener(bob));
+    await plain.db(db).collection('bobsVault').insertMany(await plain.db(db).collection('__keyVault').find({}).toArray());
+    try {
+      // Revoked, with a crash right after the revocation was recorded: writes made meanwhile are closed to Bob too.
+      await expect(
+        rotateCmk({ ...common, capsuleName: 'epoch', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid, afterStep: (s) => {
+          if (s === 'prepared') throw new SimulatedCrash(s);
+        } }),
+      ).rejects.toThrow(SimulatedCrash);
+      expect(await insert(carol, 'during')).toBe(1);
+      const r = await rotateCmk({ ...common, capsuleName: 'epoch', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid });
+      expect(r.dataKeyEpoch).toBe(1);
+      expect(await insert(carol, 'after')).toBe(1);
+      expect(await carolsLive.refresh()).toBe(true);
+      expect(await insertWith(carolsLive, 'live')).toBe(1);
+
+      const stored = async (n: string) => (await data.findOne({ capsule: 'epoch', n }))!;
+      for (const vault of [`${db}.bobsVault`, keyVaultNamespace]) {
+        const bobs = new ClientEncryption(plain, { keyVaultNamespace: vault, kmsProviders: bobsKeys.kmsProviders });
+        if (vault !== keyVaultNamespace) {
+          // The attack is real: with his copy Bob still decrypts what was written before the revocation.
+          expect(await bobs.decrypt((await stored('before')).v)).toBe('same value');
+        }
+        for (const n of ['during', 'after', 'live']) {
+          for (const field of ['v', 'r']) await expect(bobs.decrypt((await stored(n))[field])).rejects.toThrow();
+        }
+      }
+
+      // Alice and Carol read everything, and find every document by value across the epochs with queryValues.
+      for (const id of [alice, carol]) {
+        const enc = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'epoch', unwrap: opener(id), watermarks: false });
+        try {
+          const values = await enc.queryValues('same value', 'ssn');
+          expect(values).toHaveLength(2);
+          const found = await enc.client.db(db).collection('data').find({ capsule: 'epoch', v: { $in: values } }).sort({ n: 1 }).toArray();
+          expect(found.map((d) => [d.n, d.v, d.r])).toEqual([
+            ['after', 'same value', 'random after'],
+            ['before', 'same value', 'random before'],
+            ['during', 'same value', 'random during'],
+            ['live', 'same value', 'random live'],
+          ]);
+          // The current epoch alone finds only what was written since the revocation.
+          expect(await enc.client.db(db).collection('data').countDocuments({ capsule: 'epoch', v: await enc.encryptDeterministic('same value', 'ssn') })).toBe(3);
+        } finally {
+          await enc.close();
+        }
+      }
+      // A rotation that revokes nobody keeps the epoch.
+      expect((await rotateCmk({ ...common, capsuleName: 'epoch', signer: alice.secret, unwrap: opener(alice) })).dataKeyEpoch).toBe(1);
+    } finally {
+      bobsKeys.wipe();
+      await carolsLive.close();
     }
   });
 
