@@ -24,6 +24,17 @@ export function required(command: string, values: Record<string, unknown>, name:
   return v;
 }
 
+/** An optional whole number of milliseconds (`--client-wait-ms`), or a usage error naming the option. */
+export function millisFrom(command: string, values: Record<string, unknown>, name: string): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`${command}: --${name} must be a whole number of milliseconds, not ${JSON.stringify(v)}`);
+  }
+  return n;
+}
+
 /**
  * The connection string of a command: `--uri`, else the MONGODB_URI variable (preferred: it keeps passwords off
  * command lines and out of shell history). A password given with --uri is used, with a warning.

@@ -33,7 +33,7 @@ import {
   recipientMarkKey,
 } from '../mongo/index.ts';
 import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
-import { parseCommandArgs, uriFrom } from './args.ts';
+import { millisFrom, parseCommandArgs, uriFrom } from './args.ts';
 import { loadPublicIdentityFile } from './crypto-commands.ts';
 import type { CliIO, Command } from './types.ts';
 
@@ -221,13 +221,7 @@ ${NAMESPACE_HELP}
     const uri = uriFrom('rotate-cmk', values, io);
     const identity = alias('rotate-cmk', values, 'identity', 'name') ?? 'default';
     const capsuleName = values.capsule ?? DEFAULT_CAPSULE_NAME;
-    let clientRefreshWaitMS: number | undefined;
-    if (values['client-wait-ms'] !== undefined) {
-      clientRefreshWaitMS = Number(values['client-wait-ms']);
-      if (!/^[0-9]+$/.test(values['client-wait-ms']) || !Number.isSafeInteger(clientRefreshWaitMS)) {
-        throw new UsageError(`rotate-cmk: --client-wait-ms must be a whole number of milliseconds, not ${JSON.stringify(values['client-wait-ms'])}`);
-      }
-    }
+    const clientRefreshWaitMS = millisFrom('rotate-cmk', values, 'client-wait-ms');
     const namespaces = {
       ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
       ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),

@@ -7,7 +7,7 @@ import { CapsuleStore, clusterLocatorOf, connect, DEFAULT_CAPSULE_NAME, DEFAULT_
 import { assertNotOlder, FileCapsuleWatermarks } from '../keys/capsule-watermarks.ts';
 import { decodeSecretIdentity, encodeSecretIdentity, parseCapsule, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { sha256Hex } from '../mongo/capsule-store.ts';
-import { parseCommandArgs, uriFrom } from './args.ts';
+import { millisFrom, parseCommandArgs, uriFrom } from './args.ts';
 import { recordSealedInCluster } from './capsule-locations.ts';
 import { loadPublicIdentityFile } from './crypto-commands.ts';
 import { firstRecipientKid, keyManagerFor } from './mongo-commands.ts';
@@ -91,13 +91,7 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
   const uri = uriFrom('keys revoke', values, io);
   const capsuleName = values.capsule ?? DEFAULT_CAPSULE_NAME;
   const identity = values.identity ?? 'default';
-  let clientRefreshWaitMS: number | undefined;
-  if (values['client-wait-ms'] !== undefined) {
-    clientRefreshWaitMS = Number(values['client-wait-ms']);
-    if (!/^[0-9]+$/.test(values['client-wait-ms']) || !Number.isSafeInteger(clientRefreshWaitMS)) {
-      throw new UsageError(`keys revoke: --client-wait-ms must be a whole number of milliseconds, not ${JSON.stringify(values['client-wait-ms'])}`);
-    }
-  }
+  const clientRefreshWaitMS = millisFrom('keys revoke', values, 'client-wait-ms');
   const namespaces = {
     ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
     ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),

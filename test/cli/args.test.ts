@@ -1,7 +1,7 @@
 /** Where a command's connection string comes from, and the warning when a password is put on the command line. */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { uriFrom } from '../../src/cli/args.ts';
+import { millisFrom, uriFrom } from '../../src/cli/args.ts';
 import { UsageError } from '../../src/errors.ts';
 
 function io(env: NodeJS.ProcessEnv) {
@@ -28,5 +28,18 @@ describe('uriFrom', () => {
     const userOnly = io({});
     uriFrom('seed', { uri: 'mongodb+srv://x509user@cluster.example.net/' }, userOnly.io);
     expect(fromEnv.err() + userOnly.err()).toBe('');
+  });
+});
+
+describe('millisFrom (--client-wait-ms of rotate-cmk and keys revoke)', () => {
+  it('takes a whole number of milliseconds; absent is undefined; anything else is a usage error naming the option', () => {
+    expect(millisFrom('rotate-cmk', { 'client-wait-ms': '0' }, 'client-wait-ms')).toBe(0);
+    expect(millisFrom('rotate-cmk', { 'client-wait-ms': '15000' }, 'client-wait-ms')).toBe(15000);
+    expect(millisFrom('rotate-cmk', {}, 'client-wait-ms')).toBeUndefined();
+    for (const bad of ['-1', '1.5', '1e3', '', ' 5', '99999999999999999999']) {
+      expect(() => millisFrom('keys revoke', { 'client-wait-ms': bad }, 'client-wait-ms')).toThrow(
+        new UsageError(`keys revoke: --client-wait-ms must be a whole number of milliseconds, not ${JSON.stringify(bad)}`),
+      );
+    }
   });
 });
