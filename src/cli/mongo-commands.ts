@@ -185,7 +185,7 @@ once on their machine, which replaces it with a fresh CMK signed by them.
 
 const rotate: Command = {
   summary: 'rotate the CSFLE master key of a capsule (resumes an interrupted rotation, or abandons it)',
-  usage: `Usage: mongo-capsule rotate-cmk [--uri <uri>] [--capsule <name>] [--identity <identity>] [--abandon]
+  usage: `Usage: mongo-capsule rotate-cmk [--uri <uri>] [--capsule <name>] [--identity <identity>] [--abandon [--undo-revocation]]
 
 Generates a new CSFLE master key, moves every data key to it (rewrapManyDataKey), and replaces the capsule,
 sealed and signed for the identity from the OS keychain. Before writing anything it proves that the capsule
@@ -200,6 +200,8 @@ ${URI_HELP}
   --allow-unsigned         UNSAFE: also open an unsigned capsule (warns)
   --accept-rollback        rotate even when the capsule is older than one this machine already opened
   --abandon                undo the pending rotation: move the data keys already moved back, keep the live CMK
+  --undo-revocation        with --abandon: undo a rotation that revokes a recipient (keys revoke) too; refused
+                           without it, since the revoked key holds the live CMK (finish it with keys revoke)
   --client-wait-ms <ms>    wait after announcing the new CMK, before moving keys, so running encrypted clients
                            load it (default ${DEFAULT_CLIENT_REFRESH_WAIT_MS}; 0 when no client runs)
 ${NAMESPACE_HELP}
@@ -211,6 +213,7 @@ ${NAMESPACE_HELP}
       identity: { type: 'string' },
       capsule: { type: 'string' },
       abandon: { type: 'boolean' },
+      'undo-revocation': { type: 'boolean' },
       trust: { type: 'string', multiple: true },
       'allow-unsigned': { type: 'boolean' },
       'accept-rollback': { type: 'boolean' },
@@ -232,8 +235,18 @@ ${NAMESPACE_HELP}
     });
     let owned: SecretIdentity | undefined;
     try {
+      if (values['undo-revocation'] === true && values.abandon !== true) {
+        throw new UsageError('rotate-cmk: --undo-revocation goes with --abandon (it undoes a pending revocation)', 'run `mongo-capsule rotate-cmk --help` for usage');
+      }
       if (values.abandon) {
-        const r = await abandonCmkRotation({ uri, capsuleName, unwrap: (c) => km.unwrap(c, identity), ...namespaces, onProgress: (m) => io.stderr.write(`${m}\n`) });
+        const r = await abandonCmkRotation({
+          uri,
+          capsuleName,
+          unwrap: (c) => km.unwrap(c, identity),
+          ...namespaces,
+          undoRevocation: values['undo-revocation'] === true,
+          onProgress: (m) => io.stderr.write(`${m}\n`),
+        });
         say(io, r.abandoned ? `capsule ${r.capsuleName}: CMK rotation ${r.rotationId ?? ''} abandoned` : `capsule ${r.capsuleName}: no CMK rotation pending (nothing to abandon)`);
         say(io, `data keys moved back ${r.movedBack} (provider ${r.kmsProvider}, generation ${r.generation})`);
         return 0;
@@ -398,7 +411,9 @@ ${NAMESPACE_HELP}
               const h = found.header;
               const p = found.pendingRotation;
               const pending = p
-                ? `; CMK rotation ${p.id} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` or undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\``
+                ? p.revokedKid !== null
+                  ? `; CMK rotation ${p.id} revoking ${p.revokedKid} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule keys revoke --kid ${p.revokedKid} --capsule ${capsuleName}\``
+                  : `; CMK rotation ${p.id} pending since ${p.startedAt.toISOString()} (${p.phase}): finish it with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` or undo it with \`mongo-capsule rotate-cmk --abandon --capsule ${capsuleName}\``
                 : '';
               add(pending ? 'warn' : 'ok', 'capsule', `${capsuleName}: suite ${h.suite}, kid ${h.kid}, ${h.signed ? 'signed' : 'UNSIGNED'}, generation ${found.generation}${pending}`);
               add(

@@ -68,6 +68,11 @@ export interface PendingRotation {
   recipients: SealedRecipient[];
   /** The recipient this rotation removes (keys revoke), if any: it is gone from the live list already. */
   revokedKid: string | null;
+  /**
+   * The revoked recipient's entry as it was on the live list (set by beginRotation), so that abandoning the
+   * revocation puts it back: the revoked key still holds the live CMK then, and the list must say so.
+   */
+  revokedEntry?: SealedRecipient | null;
 }
 
 /** A capsule sealed for one recipient, with what binds that recipient to the CMK (crypto/recipients.ts). */
@@ -352,7 +357,7 @@ export class CapsuleStore implements CapsuleRepository {
 
   /** @internal Starts a CMK rotation: attaches `pending` iff the capsule is still `expectedSha` with none pending. */
   async beginRotation(name: string, expectedSha: string, pending: PendingRotation): Promise<boolean> {
-    const stored = {
+    const stored: Document = {
       id: pending.id,
       toProvider: pending.toProvider,
       next: new Binary(pending.next),
@@ -373,7 +378,9 @@ export class CapsuleStore implements CapsuleRepository {
       const current = await this.find(name);
       if (current === null || current.sha256 !== expectedSha) return false;
       const others = current.recipients.slice(1);
-      if (others.some((e) => e.header.kid === pending.revokedKid)) {
+      const revoked = others.find((e) => e.header.kid === pending.revokedKid);
+      if (revoked !== undefined) {
+        stored.revokedEntry = recipientDocument(name, revoked);
         filter = { ...filter, ...sameRecipients(current) };
         Object.assign(set, listFields(others.filter((e) => e.header.kid !== pending.revokedKid).map((e) => recipientDocument(name, e))));
       }
@@ -483,6 +490,7 @@ export class CapsuleStore implements CapsuleRepository {
                 return { bytes: e.bytes, publicIdentity: e.publicIdentity, tag: e.tag };
               }),
               revokedKid: typeof p.revokedKid === 'string' ? p.revokedKid : null,
+              revokedEntry: p.revokedEntry === undefined || p.revokedEntry === null ? null : (({ bytes, publicIdentity, tag }) => ({ bytes, publicIdentity, tag }))(this.#entry(name, p.revokedEntry as Document)),
             },
     };
   }
@@ -571,10 +579,21 @@ export class CapsuleStore implements CapsuleRepository {
     };
   }
 
-  /** @internal Abandons a CMK rotation: removes `pendingRotation` iff it is still rotation `id` on capsule `expectedSha`. */
+  /**
+   * @internal Abandons a CMK rotation: removes `pendingRotation` iff it is still rotation `id` on capsule
+   * `expectedSha`; a revocation's removed recipient goes back on the list in the same update.
+   */
   async abandonRotation(name: string, expectedSha: string, id: string): Promise<boolean> {
+    const current = await this.find(name);
+    if (current === null || current.sha256 !== expectedSha || current.pendingRotation?.id !== id) return false;
+    const back = current.pendingRotation.revokedEntry;
+    const others = current.recipients.slice(1);
+    const restore = back === undefined || back === null || others.some((e) => e.header.kid === parseCapsule(back.bytes).header.kid) ? null : back;
     try {
-      const r = await this.#capsules.updateOne({ name, sha256: expectedSha, 'pendingRotation.id': id }, { $unset: { pendingRotation: '' } });
+      const r = await this.#capsules.updateOne(
+        { name, sha256: expectedSha, 'pendingRotation.id': id, ...(restore === null ? {} : sameRecipients(current)) },
+        { $unset: { pendingRotation: '' }, ...(restore === null ? {} : { $set: listFields([...others, restore].map((e) => recipientDocument(name, e))) }) },
+      );
       return r.matchedCount === 1;
     } catch (e) {
       throw mongoError(e, `abandoning the CMK rotation of capsule ${name}`);

@@ -393,6 +393,11 @@ function incomplete(e: unknown, capsuleName: string, id: string): Error {
 export type AbandonCmkRotationOptions = Pick<RotateCmkOptions, 'uri' | 'capsuleName' | 'unwrap' | 'keyVaultNamespace' | 'capsuleNamespace' | 'serverSelectionTimeoutMS' | 'onProgress'> & {
   /** Test hook: called after the keys moved back, before pendingRotation is removed; throwing simulates a crash. */
   afterRewrap?: () => void | Promise<void>;
+  /**
+   * Abandon a rotation that revokes a recipient (keys revoke). Refused without it: the live CMK stays, which the
+   * revoked key holds, and the data keys made for the revocation move back under it.
+   */
+  undoRevocation?: boolean;
 };
 
 export interface AbandonCmkRotationResult {
@@ -432,6 +437,12 @@ export async function abandonCmkRotation(options: AbandonCmkRotationOptions): Pr
     if (pending === null) {
       onProgress?.(`capsule ${capsuleName}: no CMK rotation is pending; nothing to abandon`);
       return { capsuleName, abandoned: false, movedBack: 0, kmsProvider: record.kmsProvider, generation: record.generation };
+    }
+    if (pending.revokedKid !== null && options.undoRevocation !== true) {
+      throw new CapsuleConflictError(
+        `capsule ${capsuleName}: the pending CMK rotation ${pending.id} revokes ${pending.revokedKid}; abandoning it would keep the live CMK, which that key holds, so nothing was changed`,
+        { hint: `finish the revocation instead: \`mongo-capsule keys revoke --kid ${pending.revokedKid} --capsule ${capsuleName}\` resumes it; to undo it anyway, add --undo-revocation` },
+      );
     }
     let keys: CapsuleKeys | undefined;
     try {

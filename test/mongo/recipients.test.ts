@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Binary, ClientEncryption, type Document, type MongoClient } from 'mongodb';
 import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, unwrapKey, wrapKey } from '../../src/crypto/index.ts';
-import { CapsuleAuthError, InvalidArgumentError, RecipientInvalidError, RecipientNotFoundError } from '../../src/errors.ts';
+import { CapsuleAuthError, CapsuleConflictError, InvalidArgumentError, RecipientInvalidError, RecipientNotFoundError } from '../../src/errors.ts';
 import { KeyManager, MemoryKeychain } from '../../src/keys/index.ts';
-import { capsuleKeys, CapsuleStore, type EncryptedClient, grantRecipient, openEncryptedClient, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
+import { abandonCmkRotation, capsuleKeys, CapsuleStore, type EncryptedClient, grantRecipient, openEncryptedClient, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
 import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
 import { testIdentity, type TestIdentity } from './support/identity.ts';
 
@@ -273,6 +273,31 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
       bobsKeys.wipe();
       await carolsLive.close();
     }
+  });
+
+  it('abandoning a revocation is refused unless asked by name: it would leave the revoked key holding the live CMK', async () => {
+    await seedFor('undo', [alice, bob]);
+    await write('undo', bob, ['by-bob']);
+    await expect(
+      rotateCmk({ ...common, capsuleName: 'undo', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid, afterStep: (s) => {
+        if (s === 'prepared') throw new SimulatedCrash(s);
+      } }),
+    ).rejects.toThrow(SimulatedCrash);
+    const before = await snapshot('undo');
+    const refused = abandonCmkRotation({ uri: server.uri, ...ns, capsuleName: 'undo', unwrap: opener(alice) });
+    await expect(refused).rejects.toThrow(CapsuleConflictError);
+    await expect(refused).rejects.toThrow(new RegExp(`revokes ${bob.pub.kid}`));
+    expect(await snapshot('undo')).toEqual(before);
+    // Asked by name, it is undone: the CMK stays, which Bob holds, so he is back on the list, and can be revoked again.
+    const undone = await abandonCmkRotation({ uri: server.uri, ...ns, capsuleName: 'undo', unwrap: opener(alice), undoRevocation: true });
+    expect(undone.abandoned).toBe(true);
+    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    expect((await store.load('undo')).recipients.map((e) => e.header.kid)).toEqual([alice.pub.kid, bob.pub.kid]);
+    expect(await read('undo', bob)).toEqual(['by-bob']);
+    const again = await rotateCmk({ ...common, capsuleName: 'undo', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid });
+    expect(again).toMatchObject({ resumed: false, revokedKid: bob.pub.kid, recipientKids: [alice.pub.kid], dataKeyEpoch: 2 });
+    await expect(read('undo', bob)).rejects.toThrow(CapsuleAuthError);
+    expect(await read('undo', alice)).toEqual(['by-bob']);
   });
 
   it('a recipient entry planted by a database writer (no CMK) never gets the next CMK: rotation refuses, writing nothing', async () => {
