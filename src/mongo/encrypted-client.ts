@@ -27,7 +27,7 @@ import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWaterm
 import { type CapsuleRecord, CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { cryptError, DEFAULT_KEY_VAULT_NAMESPACE, findDataKeysOfEveryEpoch, getOrCreateDataKey } from './key-vault.ts';
+import { cryptError, type DataKeyScope, DEFAULT_KEY_VAULT_NAMESPACE, findDataKeysOfEveryEpoch, getOrCreateDataKey } from './key-vault.ts';
 import { isProviderMissing, stableHandles } from './stable-handles.ts';
 
 export const DETERMINISTIC = 'AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic' as const;
@@ -156,6 +156,32 @@ export function replayMarkKey(locator: string, namespace: string, capsuleName: s
 /** The mark of recipient `kid` of a capsule whose first recipient is `primaryKid`, from the capsule's mark `base`. */
 export function recipientMarkKey(base: string, primaryKid: string | undefined, kid: string): string {
   return primaryKid === undefined || kid === primaryKid ? base : `${base}#${kid}`;
+}
+
+/**
+ * Where the data keys of a capsule's current epoch are looked up and made, by a holder of `providers` writing
+ * under `writeProvider`. While a revocation is pending, the new epoch's keys belong under the next CMK only (the
+ * revoked key never held it): one under the live provider would open with the CMK the revoked key holds. So they
+ * are looked up there only, and an identity without the next CMK (a revoked first recipient, which opens the live
+ * capsule until the swap) may not make one: `refuse` says why.
+ */
+export function epochKeyScope(
+  record: Pick<CapsuleRecord, 'name' | 'dataKeyEpoch' | 'pendingRotation'>,
+  providers: readonly string[],
+  writeProvider: string,
+): { scope: DataKeyScope; refuse?: CapsuleAuthError } {
+  const epoch = record.dataKeyEpoch;
+  const p = record.pendingRotation;
+  if (p === null || p.revokedKid === null || epoch === 0) return { scope: { capsuleName: record.name, providers, epoch } };
+  const scope = { capsuleName: record.name, providers: [p.toProvider], epoch };
+  if (writeProvider === p.toProvider) return { scope };
+  return {
+    scope,
+    refuse: new CapsuleAuthError(
+      `capsule ${record.name}: a revocation (of ${p.revokedKid}) is pending, and the data keys of epoch ${epoch} can be made only under the next CMK, which this identity does not hold`,
+      { hint: `an identity that stays a recipient makes them (or the revocation finishes first: \`mongo-capsule keys revoke --kid ${p.revokedKid} --capsule ${record.name}\`)` },
+    ),
+  };
 }
 
 /** Which CMKs a capsule record stands for: its generation, and the rotation in progress if any. */
@@ -368,17 +394,14 @@ export async function openEncryptedClient(options: OpenEncryptedClientOptions): 
     for (let attempt = 0; ; attempt++) {
       const g = current;
       if (g.record.dataKeyEpoch !== epoch) throw new StaleGeneration();
+      const { scope, refuse } = epochKeyScope(g.record, providersOf(g), g.writeProvider);
       // A key created under a provider the capsule has moved past would be stranded: check right before creating.
       const beforeCreate = async () => {
         if (rotationState(await store.load(capsuleName)) !== g.state) throw new StaleGeneration();
+        if (refuse !== undefined) throw refuse;
       };
       try {
-        return await getOrCreateDataKey(g.encryption, keyVaultClient, altName, {
-          provider: g.writeProvider,
-          keyVaultNamespace,
-          beforeCreate,
-          scope: { capsuleName, providers: providersOf(g), epoch },
-        });
+        return await getOrCreateDataKey(g.encryption, keyVaultClient, altName, { provider: g.writeProvider, keyVaultNamespace, beforeCreate, scope });
       } catch (e) {
         if (!(e instanceof StaleGeneration)) throw e;
         if (attempt >= 3) {

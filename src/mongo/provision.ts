@@ -57,7 +57,7 @@ import { CapsuleStore, type CapsuleRecord, type SealedRecipient } from './capsul
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, directConnectionUri, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
 import { checkWatermark, FileCapsuleWatermarks, watermarkKey, type CapsuleWatermarkStore } from '../keys/capsule-watermarks.ts';
-import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type CapsuleKeys, type ReplayGuard, type Unwrapper } from './encrypted-client.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, epochKeyScope, toUnwrapFn, type CapsuleKeys, type ReplayGuard, type Unwrapper } from './encrypted-client.ts';
 import { DEFAULT_KEY_VAULT_NAMESPACE, ensureKeyVaultIndex, findDataKeys, getOrCreateDataKey } from './key-vault.ts';
 import { DEFAULT_PRIMARY_TIMEOUT_MS, DEFAULT_REPLICA_SET_NAME, ensureReplicaSet, ensureRootUser, type ReplicaSetMember } from './replica-set.ts';
 
@@ -203,8 +203,10 @@ export async function provisionCluster(options: ProvisionOptions): Promise<Provi
         const index = await ensureKeyVaultIndex(client, { keyVaultNamespace, ...(onProgress === undefined ? {} : { onWarning: (w: string) => onProgress(`warning: ${w}`) }) });
         keyVaultIndex = index.uniqueAltNames ? 'unique-partial' : index.fallbackIndex ? 'unique-sparse-fallback' : 'none';
         const encryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
+        const { scope, refuse } = epochKeyScope(record, Object.keys(kmsProviders), writeProvider);
+        const beforeCreate = refuse === undefined ? undefined : () => Promise.reject(refuse);
         for (const altName of dataKeyAltNames) {
-          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace, scope: { capsuleName, providers: Object.keys(kmsProviders), epoch: record.dataKeyEpoch } });
+          const id = await getOrCreateDataKey(encryption, client, altName, { provider: writeProvider, keyVaultNamespace, scope, ...(beforeCreate === undefined ? {} : { beforeCreate }) });
           dataKeyIds[altName] = id.toUUID().toHexString(true);
         }
         onProgress?.(`data keys ready: ${dataKeyAltNames.join(', ')}`);
@@ -342,6 +344,6 @@ async function withPrimary<T>(admin: MongoClient, uri: string, primary: string |
 /** Ids of capsule `record`'s data keys with these alternate names, read from the key vault (no CMK involved). */
 async function existingDataKeys(client: MongoClient, keyVaultNamespace: string, record: CapsuleRecord, altNames: readonly string[]): Promise<Record<string, string>> {
   const providers = record.pendingRotation ? [record.kmsProvider, record.pendingRotation.toProvider] : [record.kmsProvider];
-  const found = await findDataKeys(client, keyVaultNamespace, { capsuleName: record.name, providers, epoch: record.dataKeyEpoch }, altNames);
+  const found = await findDataKeys(client, keyVaultNamespace, epochKeyScope(record, providers, '').scope, altNames);
   return Object.fromEntries([...found].map(([n, id]) => [n, id.toUUID().toHexString(true)]));
 }

@@ -275,6 +275,29 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
     }
   });
 
+  it('a revoked first recipient, still opening the live capsule until the swap, cannot make the new epoch\'s data keys', async () => {
+    await seedFor('first', [bob, alice, carol], alice);
+    await expect(
+      rotateCmk({ ...common, capsuleName: 'first', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid, afterStep: (s) => {
+        if (s === 'prepared') throw new SimulatedCrash(s);
+      } }),
+    ).rejects.toThrow(SimulatedCrash);
+    const vault = plain.db(db).collection('__keyVault');
+    const keysBefore = await vault.countDocuments({});
+    const bobs = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'first', unwrap: opener(bob), watermarks: false, refreshIntervalMS: 0 });
+    try {
+      expect(bobs.capsule.dataKeyEpoch).toBe(1);
+      await expect(bobs.encryptRandom('x', 'fresh')).rejects.toThrow(CapsuleAuthError);
+      await expect(bobs.encryptRandom('x', 'fresh')).rejects.toThrow(/next CMK/);
+    } finally {
+      await bobs.close();
+    }
+    expect(await vault.countDocuments({})).toBe(keysBefore);
+    await rotateCmk({ ...common, capsuleName: 'first', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid });
+    await write('first', carol, ['fresh-after']);
+    expect(await read('first', alice)).toEqual(['fresh-after']);
+  });
+
   it('abandoning a revocation is refused unless asked by name: it would leave the revoked key holding the live CMK', async () => {
     await seedFor('undo', [alice, bob]);
     await write('undo', bob, ['by-bob']);
