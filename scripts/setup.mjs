@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // Order matters: system packages first, then what builds on them.
-const STEPS = ['system-packages', 'native', 'ferretdb', 'libmongocrypt', 'docker'];
+const STEPS = ['system-packages', 'native', 'oracle', 'ferretdb', 'libmongocrypt', 'docker'];
 
 const args = new Set(process.argv.slice(2));
 if (args.has('--help')) {
@@ -24,7 +24,8 @@ if (args.has('--help')) {
 
 Installs npm dependencies (step npm), then runs these steps (each is cached under the cache directory and is
 quick on a warm machine): ${STEPS.join(', ')}.
-A step that only tests or optional features need is skipped when its tools are missing (Go, Rust, root):
+A step that only tests or optional features need is skipped when its tools are missing (Go, Rust, root,
+the npm registry for the test-only Node 22 + liboqs oracle):
 setup then says what it skipped, what that disables and how to get it, and still exits 0. A step the
 library needs (npm dependencies, the CSFLE addon) fails setup. --strict fails on any step (CI that must
 run everything).

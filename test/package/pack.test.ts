@@ -8,6 +8,8 @@
  * so `npm ci --offline` takes every tarball from the local npm cache that installed this checkout and never
  * asks the registry (a fresh resolution would need registry metadata the cache may not hold).
  * The build runs in a staging copy, never in this checkout's dist/, which other test files may be using.
+ * A machine whose npm cache does not hold those packages (an emptied cache, a fresh machine) cannot install
+ * offline: that is asked of `npm cache ls` first, and the test skips with the reason instead of failing the build.
  */
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeIf } from '../support/skip.ts';
+import { lockedPackages, probeOfflineInstall } from './support/npm-cache.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string>; optionalDependencies?: Record<string, string>; engines: { node: string } };
@@ -89,16 +92,35 @@ function coldStart(cmd: string, args: string[], cwd: string, runs = 5): number {
   return samples.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
 }
 
-describeIf(npm !== undefined, 'npm is not on PATH: the package is not packed and installed like a user would')(`the packed package, installed into a throwaway project (npm ${npm})`, () => {
-  const temp = mkdtempSync(join(tmpdir(), 'mongo-capsule-pack-'));
-  const staging = join(temp, 'staging');
-  const app = join(temp, 'app');
+/** Dev packages the throwaway project type-checks with. */
+const DEV = ['typescript', '@types/node'];
+
+// Everything but the tarball of mongo-capsule itself (a local file) comes from the npm cache.
+const offline =
+  npm === undefined
+    ? undefined
+    : probeOfflineInstall(lockedPackages((throwawayLock('probe.tgz', 'sha512-', DEV) as { packages: Record<string, LockEntry> }).packages), cache);
+if (offline?.ok === 'unknown') console.warn(`[info] could not ask the npm cache first (${offline.reason}); the offline install runs and says what it lacks`);
+
+describeIf(
+  npm !== undefined && offline?.ok !== false,
+  npm === undefined ? 'npm is not on PATH: the package is not packed and installed like a user would' : `the package is not packed and installed offline: ${offline?.ok === false ? offline.reason : ''}`,
+)(`the packed package, installed into a throwaway project (npm ${npm})`, () => {
+  let temp = '';
+  let staging = '';
+  let app = '';
   let tarball = '';
   let files: string[] = [];
 
-  afterAll(() => rmSync(temp, { recursive: true, force: true }));
+  afterAll(() => {
+    if (temp !== '') rmSync(temp, { recursive: true, force: true });
+  });
 
   beforeAll(() => {
+    // Made here, not while the file is collected, so that a skipped run leaves no directory behind.
+    temp = mkdtempSync(join(tmpdir(), 'mongo-capsule-pack-'));
+    staging = join(temp, 'staging');
+    app = join(temp, 'app');
     // The files `npm pack` needs to run `prepare` (the build) and to pack; node_modules only provides tsc and types.
     mkdirSync(staging);
     for (const f of ['package.json', 'README.md', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.build-cli.json', 'bin', 'docs', 'src', 'scripts/build.mjs', 'LICENSE']) {
@@ -110,8 +132,7 @@ describeIf(npm !== undefined, 'npm is not on PATH: the package is not packed and
     files = packed[0]!.files.map((f) => f.path).sort();
 
     mkdirSync(app);
-    const dev = ['typescript', '@types/node'];
-    const lock = throwawayLock(tarball, packed[0]!.integrity, dev) as { packages: Record<string, { devDependencies: Record<string, string> }> };
+    const lock = throwawayLock(tarball, packed[0]!.integrity, DEV) as { packages: Record<string, { devDependencies: Record<string, string> }> };
     writeFileSync(join(app, 'package.json'), `${JSON.stringify({ name: 'throwaway', version: '1.0.0', private: true, type: 'module', dependencies: { [pkg.name]: `file:${tarball}` }, devDependencies: lock.packages['']!.devDependencies }, null, 2)}\n`);
     writeFileSync(join(app, 'package-lock.json'), `${JSON.stringify(lock, null, 2)}\n`);
     ok(run('npm', ['ci', '--offline', '--no-audit', '--no-fund', '--cache', cache], app), 'npm ci --offline in the throwaway project');

@@ -66,12 +66,12 @@ describe('npm run setup: optional and required steps', () => {
     expect(skipped.out).toContain('• native');
     const typo = run('--skip', 'natve');
     expect(typo.code).toBe(2);
-    expect(typo.out).toContain('setup: unknown step "natve"; the steps are npm, system-packages, native, ferretdb, libmongocrypt, docker');
+    expect(typo.out).toContain('setup: unknown step "natve"; the steps are npm, system-packages, native, oracle, ferretdb, libmongocrypt, docker');
   });
 
   it('the real steps declare their class: only the CSFLE addon is required, the others say what they disable', async () => {
     const required: string[] = [];
-    for (const name of ['system-packages', 'native', 'ferretdb', 'libmongocrypt']) {
+    for (const name of ['system-packages', 'native', 'oracle', 'ferretdb', 'libmongocrypt']) {
       const url = new URL(`../../scripts/setup/${name}.mjs`, import.meta.url).href;
       const mod = (await import(url)) as { required?: boolean; disables?: string };
       if (mod.required === true) required.push(name);
