@@ -19,15 +19,16 @@ export interface CliRun {
  * `stdin` as its standard input, which then ends.
  */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<CliRun> {
-  let out = '';
-  let err = '';
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
   const stdout = new PassThrough();
   const stderr = new PassThrough();
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
+  stdout.on('data', (c: Buffer) => out.push(c));
+  stderr.on('data', (c: Buffer) => err.push(c));
   const io: CliIO = { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]), env };
   const code = await main(args, io);
-  return { code, stdout: out, stderr: err };
+  // Decoded once at the end, so a character split across two writes comes out whole.
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
 /**
