@@ -1,6 +1,7 @@
 /**
- * The CLI run in-process by the tests: `main` with in-memory streams, giving back its exit code and what it
- * printed; and why the tests that drive it against the test server and the OS keychain cannot run here.
+ * The CLI run in-process by the tests: in-memory streams for `main` (captureCli), or a whole run giving back its
+ * exit code and what it printed (runCli); and why the tests that drive it against the test server and the OS
+ * keychain cannot run here.
  */
 import { Readable, PassThrough } from 'node:stream';
 import { main } from '../../src/cli.ts';
@@ -14,21 +15,34 @@ export interface CliRun {
   stderr: string;
 }
 
+export interface CliCapture {
+  io: CliIO;
+  /** What was written to stdout so far. */
+  out(): string;
+  /** What was written to stderr so far. */
+  err(): string;
+}
+
 /**
- * Runs `mongo-capsule <args>` with `env` as its whole environment (nothing of the test process's leaks in) and
- * `stdin` as its standard input, which then ends.
+ * Streams for one CLI run: `env` as its whole environment (nothing of the test process's leaks in), `stdin` as its
+ * standard input (by default one that is empty and ended), and what it writes kept. The text is decoded when read,
+ * so a character split across two writes comes out whole.
  */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<CliRun> {
+export function captureCli(env: NodeJS.ProcessEnv, stdin: NodeJS.ReadableStream = Readable.from([])): CliCapture {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   stdout.on('data', (c: Buffer) => out.push(c));
   stderr.on('data', (c: Buffer) => err.push(c));
-  const io: CliIO = { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]), env };
-  const code = await main(args, io);
-  // Decoded once at the end, so a character split across two writes comes out whole.
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+  return { io: { stdout, stderr, stdin, env }, out: () => Buffer.concat(out).toString(), err: () => Buffer.concat(err).toString() };
+}
+
+/** Runs `mongo-capsule <args>` on `captureCli(env)` with `stdin` as its standard input, which then ends. */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<CliRun> {
+  const run = captureCli(env, Readable.from([Buffer.from(stdin)]));
+  const code = await main(args, run.io);
+  return { code, stdout: run.out(), stderr: run.err() };
 }
 
 /**
