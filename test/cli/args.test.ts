@@ -1,31 +1,25 @@
 /** Where a command's connection string comes from, and the warning when a password is put on the command line. */
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { millisFrom, uriFrom } from '../../src/cli/args.ts';
 import { UsageError } from '../../src/errors.ts';
+import { captureCli } from '../support/cli.ts';
 
-function io(env: NodeJS.ProcessEnv) {
-  let err = '';
-  const stderr = new PassThrough();
-  stderr.on('data', (c) => (err += String(c)));
-  return { io: { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env }, err: () => err };
-}
 
 describe('uriFrom', () => {
   it('takes --uri first, then MONGODB_URI, and refuses neither with a usage error', () => {
-    expect(uriFrom('seed', { uri: 'mongodb://a:27017' }, io({ MONGODB_URI: 'mongodb://b:27017' }).io)).toBe('mongodb://a:27017');
-    expect(uriFrom('seed', {}, io({ MONGODB_URI: 'mongodb://b:27017' }).io)).toBe('mongodb://b:27017');
-    expect(() => uriFrom('seed', {}, io({}).io)).toThrow(UsageError);
+    expect(uriFrom('seed', { uri: 'mongodb://a:27017' }, captureCli({ MONGODB_URI: 'mongodb://b:27017' }).io)).toBe('mongodb://a:27017');
+    expect(uriFrom('seed', {}, captureCli({ MONGODB_URI: 'mongodb://b:27017' }).io)).toBe('mongodb://b:27017');
+    expect(() => uriFrom('seed', {}, captureCli({}).io)).toThrow(UsageError);
   });
 
   it('warns, without echoing it, when --uri carries a password; never for MONGODB_URI', () => {
-    const withPassword = io({});
+    const withPassword = captureCli({});
     uriFrom('seed', { uri: 'mongodb://root:s3cret-pw@db:27017/?authSource=admin' }, withPassword.io);
     expect(withPassword.err()).toMatch(/^warning: seed: the --uri holds a password/);
     expect(withPassword.err()).not.toContain('s3cret-pw');
-    const fromEnv = io({ MONGODB_URI: 'mongodb://root:s3cret-pw@db:27017/' });
+    const fromEnv = captureCli({ MONGODB_URI: 'mongodb://root:s3cret-pw@db:27017/' });
     uriFrom('seed', {}, fromEnv.io);
-    const userOnly = io({});
+    const userOnly = captureCli({});
     uriFrom('seed', { uri: 'mongodb+srv://x509user@cluster.example.net/' }, userOnly.io);
     expect(fromEnv.err() + userOnly.err()).toBe('');
   });

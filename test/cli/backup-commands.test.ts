@@ -10,14 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity, wipeSecretIdentity } from '../../src/crypto/index.ts';
 import { KeyManager, loadSecretIdentity, OsKeychain } from '../../src/keys/index.ts';
 import { CapsuleStore, csfleStatus, openEncryptedClient, provisionCluster } from '../../src/mongo/index.ts';
+import { runCli } from '../support/cli.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from '../mongo/support/server.ts';
@@ -40,19 +38,7 @@ describeIf(reason === '', reason)(`keys backup and keys restore (${server.descri
   let pubPath: string;
   let files: string[];
 
-  async function run(args: string[], stdin = '', service = SERVICE) {
-    let out = '';
-    let err = '';
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (c) => (out += String(c)));
-    stderr.on('data', (c) => (err += String(c)));
-    const input = new PassThrough();
-    input.end(stdin);
-    const io: CliIO = { stdout, stderr, stdin: input, env: { ...env, MONGO_CAPSULE_KEYCHAIN_SERVICE: service } };
-    const code = await main(args, io);
-    return { code, stdout: out, stderr: err };
-  }
+  const run = (args: string[], stdin = '', service = SERVICE) => runCli(args, { ...env, MONGO_CAPSULE_KEYCHAIN_SERVICE: service }, stdin);
   const inKeychain = async () => (await run(['keys', 'status', '--name', name])).code === 0;
 
   beforeAll(async () => {

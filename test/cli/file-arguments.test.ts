@@ -12,18 +12,9 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePublicIdentity, encodeSecretIdentity, generateIdentity, toPublicIdentity, wrapKey, wipeSecretIdentity } from '../../src/crypto/index.ts';
 import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { INPUT_LIMITS } from '../../src/files.ts';
+import { captureCli } from '../support/cli.ts';
 
-function capture(env: NodeJS.ProcessEnv, stdin = new PassThrough()): { io: CliIO; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let o = '';
-  let e = '';
-  stdout.on('data', (c) => (o += String(c)));
-  stderr.on('data', (c) => (e += String(c)));
-  return { io: { stdout, stderr, stdin, env }, out: () => o, err: () => e };
-}
 
 async function listing(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -120,7 +111,7 @@ describe('file arguments: a typed error for anything that is not the file wanted
         const base = arg.env ? arg.env(env) : env;
         const runEnv = arg.name.startsWith('env ') ? { ...base, MONGO_CAPSULE_SECRET_IDENTITY_FILE: bad } : base;
         const before = await listing(root);
-        const run = capture(Object.fromEntries(Object.entries(runEnv).filter(([, v]) => v !== undefined)));
+        const run = captureCli(Object.fromEntries(Object.entries(runEnv).filter(([, v]) => v !== undefined)));
         const started = Date.now();
         const code = await main(arg.argv(bad), run.io);
         const lines = run.err().trimEnd().split('\n');
@@ -147,7 +138,7 @@ describe('outputs: checked before anything is written', () => {
   it('keygen leaves no orphan secret file when the public file exists or its directory is missing', async () => {
     const before = await listing(root);
     for (const pubOut of [fx.pub!, join(root, 'missing-dir', 'x.pub.json'), fx.dir!]) {
-      const run = capture({});
+      const run = captureCli({});
       const code = await main(['keygen', '--pub-out', pubOut, '--secret-out', join(out, 'k.secret.json')], run.io);
       expect(code, run.err()).toBe(1);
       expect(run.err()).not.toMatch(/\n\s+at /);
@@ -156,20 +147,20 @@ describe('outputs: checked before anything is written', () => {
   });
 
   it('wrap --out <directory> says it wants the path of a file', async () => {
-    const run = capture(env);
+    const run = captureCli(env);
     expect(await main(['wrap', '--pub', fx.pub!, '--in', fx.cmk!, '--out', fx.dir!], run.io)).toBe(1);
     expect(run.err()).toMatch(/a-directory is a directory; an output must be the path of a file/);
   });
 
   it('a public identity that is not JSON: the message names the file', async () => {
-    const run = capture(env);
+    const run = captureCli(env);
     expect(await main(['wrap', '--pub', fx.garbage!, '--in', fx.cmk!, '--out', join(out, 'x.capsule')], run.io)).toBe(1);
     expect(run.err()).toContain(fx.garbage!);
   });
 
   it('stdin is bounded too: wrap --in - with more than a key file can hold', async () => {
     const stdin = new PassThrough();
-    const run = capture(env, stdin);
+    const run = captureCli(env, stdin);
     const pending = main(['wrap', '--pub', fx.pub!, '--in', '-', '--out', join(out, 'y.capsule')], run.io);
     const chunk = Buffer.alloc(64 * 1024);
     for (let i = 0; i < 4; i++) stdin.write(chunk);
@@ -190,7 +181,7 @@ describe('secret files: one permission rule everywhere', () => {
         ['wrap', '--pub', fx.pub!, '--in', fx.cmk!, '--out', join(out, 'z.capsule'), '--sign', loose],
         ['keys', 'status', '--name', 'files'],
       ]) {
-        const run = capture(argv[0] === 'keys' ? { MONGO_CAPSULE_SECRET_IDENTITY_FILE: loose } : env);
+        const run = captureCli(argv[0] === 'keys' ? { MONGO_CAPSULE_SECRET_IDENTITY_FILE: loose } : env);
         expect(await main(argv, run.io), argv.join(' ')).toBe(1);
         expect(run.err()).toMatch(/is accessible by other users \(mode 644\)/);
         expect(run.err()).toMatch(/hint: restrict it: `chmod 600/);

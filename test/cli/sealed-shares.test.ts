@@ -10,11 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity } from '../../src/crypto/index.ts';
+import { runCli } from '../support/cli.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 
@@ -31,19 +29,7 @@ describeIf(reason === undefined, `sealed shares need the OS keychain: ${reason ?
   let custodianPubs: string[];
   let sealed: string[];
 
-  async function run(service: string, args: string[]) {
-    let stdoutText = '';
-    let stderrText = '';
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (c) => (stdoutText += String(c)));
-    stderr.on('data', (c) => (stderrText += String(c)));
-    const stdin = new PassThrough();
-    stdin.end('');
-    const io: CliIO = { stdout, stderr, stdin, env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: service, MONGO_CAPSULE_STATE_DIR: join(dir, 'state', service) } };
-    const code = await main(args, io);
-    return { code, stdout: stdoutText, stderr: stderrText };
-  }
+  const run = (service: string, args: string[]) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: service, MONGO_CAPSULE_STATE_DIR: join(dir, 'state', service) });
   const owner = (args: string[]) => run(OWNER, args);
   const custodian = (i: number, args: string[]) => run(CUSTODIANS[i]!.service, args);
 

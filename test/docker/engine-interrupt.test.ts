@@ -3,11 +3,12 @@
  * setup does (test/docker/support/engine.ts) and is then ended by SIGINT, as Ctrl-C ends vitest before its
  * teardown. The engine's directory, its dockerd, containerd and shims must all be gone shortly after.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { processesNaming } from '../../scripts/lib/reaper.mjs';
+import { spawnAnnouncing, waitWhile } from '../scripts/support/interrupt.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ENGINE = pathToFileURL(fileURLToPath(new URL('./support/engine.ts', import.meta.url))).href;
@@ -21,7 +22,6 @@ function cannotStart(): string {
   return '';
 }
 const reason = cannotStart();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(reason !== '')(`the private test engine after an interrupted run${reason ? ` [skipped: ${reason}]` : ''}`, () => {
   it('is stopped and removed when the process that started it ends by SIGINT without its teardown', async () => {
@@ -31,22 +31,14 @@ describe.skipIf(reason !== '')(`the private test engine after an interrupted run
       setInterval(() => {}, 1000);`;
     // An engine address that answers nothing: the child must start its own dockerd, not reuse the run's engine.
     const env = { ...process.env, DOCKER_HOST: 'unix:///nonexistent/mongo-capsule-test.sock' };
-    const child = spawn(process.execPath, ['--import', 'tsx/esm', '--input-type=module', '-e', code], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (c) => (out += String(c)));
-    child.stderr.on('data', (c) => (err += String(c)));
-    const deadline = Date.now() + 90_000;
-    while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await sleep(100);
-    const provided = JSON.parse(out.split('\n')[0] || '{}') as { available?: boolean; started?: boolean; host?: string; reason?: string };
-    expect(provided.available, `${provided.reason ?? ''} ${err}`).toBe(true);
+    const { child, started: provided, stderr } = await spawnAnnouncing<{ available: boolean; started: boolean; host: string; reason: string }>(['--import', 'tsx/esm', '--input-type=module', '-e', code], { cwd: ROOT, env, timeoutMs: 90_000 });
+    expect(provided.available, `${provided.reason ?? ''} ${stderr}`).toBe(true);
     expect(provided.started).toBe(true);
     const dir = provided.host!.replace(/^unix:\/\//, '').replace(/\/docker\.sock$/, '');
     expect(processesNaming(dir).length).toBeGreaterThan(0);
 
     child.kill('SIGINT');
-    const gone = Date.now() + 45_000;
-    while ((existsSync(dir) || processesNaming(dir).length > 0) && Date.now() < gone) await sleep(250);
+    await waitWhile(() => existsSync(dir) || processesNaming(dir).length > 0, 45_000, 250);
     const left = processesNaming(dir);
     // A failure must not leave the engine running for the next run: end it here, then report.
     for (const pid of left) spawnSync('kill', ['-9', String(pid)]);

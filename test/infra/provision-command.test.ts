@@ -3,9 +3,8 @@
  * errors (which never echo the request), and a real run against the test server when there is one.
  */
 import { randomBytes } from 'node:crypto';
-import { Readable, Writable } from 'node:stream';
 import { describe, expect, inject, it } from 'vitest';
-import { main } from '../../src/cli.ts';
+import { runCli } from '../support/cli.ts';
 import { parseProvisionRequest } from '../../src/cli/provision-command.ts';
 import { encodePublicIdentity, encodeSecretIdentity, generateIdentity, toPublicIdentity, wipeSecretIdentity } from '../../src/crypto/index.ts';
 import { UsageError } from '../../src/errors.ts';
@@ -16,30 +15,7 @@ import { DEFAULT_CLI_PATH } from '../../infra/provisioning.ts';
 import { provisioner, type ProvisionInputs } from '../../infra/provisioner.ts';
 import { loadLikeTheHost } from './support/dynamic-host.ts';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], stdin: string, env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (append: (s: string) => void) =>
-    new Writable({
-      write(chunk, _enc, done) {
-        append(String(chunk));
-        done();
-      },
-    });
-  const code = await main(args, {
-    stdin: Readable.from([Buffer.from(stdin)]),
-    stdout: sink((s) => (stdout += s)),
-    stderr: sink((s) => (stderr += s)),
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-  });
-  return { code, stdout, stderr };
-}
+const cli = (args: string[], stdin: string, env: NodeJS.ProcessEnv = {}) => runCli(args, { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdin);
 
 const SECRET = 'hunter2-very-secret-password';
 

@@ -7,11 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity } from '../../src/crypto/index.ts';
+import { runCli } from '../support/cli.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 
@@ -22,17 +20,7 @@ describeIf(reason === undefined, `backup status needs the OS keychain: ${reason 
   const name = `st-${randomBytes(4).toString('hex')}`;
   let dir: string;
   let pubPath: string;
-  async function run(args: string[]) {
-    let out = '';
-    let err = '';
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (c) => (out += String(c)));
-    stderr.on('data', (c) => (err += String(c)));
-    const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGO_CAPSULE_STATE_DIR: join(dir, 'state') } };
-    const code = await main(args, io);
-    return { code, stdout: out, stderr: err };
-  }
+  const run = (args: string[]) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGO_CAPSULE_STATE_DIR: join(dir, 'state') });
   const status = async () => {
     const r = await run(['keys', 'status', '--name', name, '--json']);
     expect(r.code).toBe(0);

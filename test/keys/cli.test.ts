@@ -7,28 +7,16 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { generateCmk, parseCapsule, wrapKey } from '../../src/crypto/capsule.ts';
 import { decodePublicIdentity, encodeSecretIdentity, generateIdentity } from '../../src/crypto/identity.ts';
+import { runCli } from '../support/cli.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 
 const SERVICE = `mongo-capsule-test-cli-${randomBytes(6).toString('hex')}`;
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c: Buffer) => out.push(c));
-  stderr.on('data', (c: Buffer) => err.push(c));
-  const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env } };
-  const code = await main(args, io);
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env });
 
 let dir: string;
 beforeEach(() => {

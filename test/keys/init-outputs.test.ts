@@ -4,26 +4,16 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { main } from '../../src/cli.ts';
 import { OsKeychain } from '../../src/keys/keychain.ts';
+import { runCli } from '../support/cli.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 
 const SERVICE = `mongo-capsule-test-init-out-${randomBytes(4).toString('hex')}`;
 const reason = await osKeychainUnavailableReason(SERVICE);
 
-async function run(args: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
-  const code = await main(args, { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE } });
-  return { code, out, err };
-}
+const run = (args: string[]) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE });
 
 describeIf(reason === undefined, `init outputs against the OS keychain: ${reason ?? ''}`)('init: outputs before side effects', () => {
   let dir: string;
@@ -39,9 +29,9 @@ describeIf(reason === undefined, `init outputs against the OS keychain: ${reason
     for (const [i, pubOut] of [join(dir, 'nonexistent', 'x.pub.json'), dir].entries()) {
       const name = `init-out-${i}`;
       const r = await run(['init', '--name', name, '--pub-out', pubOut]);
-      expect(r.code, r.err).toBe(1);
-      expect(r.err).toMatch(/does not exist; create it first|is a directory/);
-      expect(r.err).not.toMatch(/\n\s+at /);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/does not exist; create it first|is a directory/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
       expect(await keychain.exists(name)).toBe(false);
       expect((await run(['keys', 'status', '--name', name])).code).toBe(3);
     }

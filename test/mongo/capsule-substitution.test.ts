@@ -8,42 +8,20 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Binary, type Document, type MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { capsuleToDocument, decodePublicIdentity, encodePublicIdentity, generateCmk, generateIdentity, toPublicIdentity, wrapKey, type PublicIdentity } from '../../src/crypto/index.ts';
 import { CapsuleReplayError, SignatureInvalidError, SignerUnknownError } from '../../src/errors.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
-import { csfleStatus, openEncryptedClient, provisionCluster, sha256Hex } from '../../src/mongo/index.ts';
-import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
+import { openEncryptedClient, provisionCluster, sha256Hex } from '../../src/mongo/index.ts';
+import { runCli, serverKeychainSkipReason } from '../support/cli.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-subst-${randomBytes(6).toString('hex')}`;
-const keychainReason = await osKeychainUnavailableReason(SERVICE);
-const csfle = csfleStatus();
-const reason =
-  server.kind === 'none'
-    ? server.reason
-    : keychainReason !== undefined
-      ? `capsule substitution tests need the OS keychain: ${keychainReason}`
-      : !csfle.available
-        ? `capsule substitution tests need mongodb-client-encryption (run \`npm run setup\`): ${csfle.reason ?? ''}`
-        : '';
+const reason = await serverKeychainSkipReason(server, SERVICE, 'capsule substitution tests need', { csfle: true });
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
-  const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env } };
-  const code = await main(args, io);
-  return { code, stdout: out, stderr: err };
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env });
 
 describeIf(reason === '', reason)(`capsule substitution (${server.description})`, () => {
   const db = uniqueDbName('subst');

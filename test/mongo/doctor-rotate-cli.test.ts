@@ -6,42 +6,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Binary, type MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { capsuleToDocument, decodePublicIdentity, generateCmk, wrapKey } from '../../src/crypto/index.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
 import { CapsuleStore, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
-import { csfleStatus } from '../../src/mongo/csfle.ts';
-import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
+import { runCli, serverKeychainSkipReason } from '../support/cli.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-doctor-${randomBytes(6).toString('hex')}`;
-const keychainReason = await osKeychainUnavailableReason(SERVICE);
-const csfle = csfleStatus();
-const reason =
-  server.kind === 'none'
-    ? server.reason
-    : keychainReason !== undefined
-      ? `doctor/rotate-cmk CLI tests need the OS keychain: ${keychainReason}`
-      : !csfle.available
-        ? `doctor/rotate-cmk CLI tests need mongodb-client-encryption (run \`npm run setup\`): ${csfle.reason ?? ''}`
-        : '';
+const reason = await serverKeychainSkipReason(server, SERVICE, 'doctor/rotate-cmk CLI tests need', { csfle: true });
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
-  const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGODB_URI: server.uri, ...env } };
-  const code = await main(args, io);
-  return { code, stdout: out, stderr: err };
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGODB_URI: server.uri, ...env });
 
 class SimulatedCrash extends Error {}
 

@@ -9,22 +9,18 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity } from '../../src/crypto/index.ts';
 import { CapsuleLocations } from '../../src/keys/capsule-locations.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
 import { CapsuleStore } from '../../src/mongo/index.ts';
-import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
+import { runCli, serverKeychainSkipReason } from '../support/cli.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-rotcl-${randomBytes(6).toString('hex')}`;
-const keychainReason = await osKeychainUnavailableReason(SERVICE);
-const reason = server.kind === 'none' ? server.reason : keychainReason === undefined ? '' : `keys rotate needs the OS keychain: ${keychainReason}`;
+const reason = await serverKeychainSkipReason(server, SERVICE, 'keys rotate needs');
 
 describeIf(reason === '', reason)(`keys rotate with several --cluster (${server.description})`, () => {
   const dbA = uniqueDbName('rotcla');
@@ -38,17 +34,7 @@ describeIf(reason === '', reason)(`keys rotate with several --cluster (${server.
   let plain: MongoClient;
   let manager: KeyManager;
 
-  async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-    let out = '';
-    let err = '';
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (c) => (out += String(c)));
-    stderr.on('data', (c) => (err += String(c)));
-    const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGO_CAPSULE_STATE_DIR: stateDir, ...env } };
-    const code = await main(args, io);
-    return { code, stdout: out, stderr: err };
-  }
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGO_CAPSULE_STATE_DIR: stateDir, ...env });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mc-rotcl-'));

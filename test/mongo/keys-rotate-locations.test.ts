@@ -7,15 +7,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity } from '../../src/crypto/index.ts';
 import { CapsuleLocations } from '../../src/keys/capsule-locations.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
 import { CapsuleStore, openEncryptedClient, provisionCluster } from '../../src/mongo/index.ts';
+import { runCli } from '../support/cli.ts';
 import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
@@ -32,17 +30,7 @@ describeIf(reason === '', reason)(`keys rotate keeps the old key without evidenc
   let plain: MongoClient;
   let manager: KeyManager;
 
-  async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-    let out = '';
-    let err = '';
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (c) => (out += String(c)));
-    stderr.on('data', (c) => (err += String(c)));
-    const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGO_CAPSULE_STATE_DIR: stateDir, ...env } };
-    const code = await main(args, io);
-    return { code, stdout: out, stderr: err };
-  }
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGO_CAPSULE_STATE_DIR: stateDir, ...env });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mc-rotloc-'));
@@ -164,13 +152,7 @@ describeWithCsfle(`keys rotate: data encrypted before a refused rotation still d
   let plain: MongoClient;
   let km: KeyManager;
 
-  async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-    let err = '';
-    const stderr = new PassThrough();
-    stderr.on('data', (c) => (err += String(c)));
-    const io: CliIO = { stdout: new PassThrough(), stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: service, MONGO_CAPSULE_STATE_DIR: join(dir, 'state'), ...env } };
-    return { code: await main(args, io), stderr: err };
-  }
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: service, MONGO_CAPSULE_STATE_DIR: join(dir, 'state'), ...env });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mc-rotloc-enc-'));

@@ -10,42 +10,20 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Binary, type Document, type MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { capsuleToDocument, decodePublicIdentity, generateCmk, generateIdentity, wrapKey, type PublicIdentity } from '../../src/crypto/index.ts';
 import { CapsuleReplayError, SignatureInvalidError, SignerUnknownError } from '../../src/errors.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
-import { csfleStatus, isCapsuleProvider, provisionCluster, sha256Hex } from '../../src/mongo/index.ts';
-import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
+import { isCapsuleProvider, provisionCluster, sha256Hex } from '../../src/mongo/index.ts';
+import { runCli, serverKeychainSkipReason } from '../support/cli.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-provforge-${randomBytes(6).toString('hex')}`;
-const keychainReason = await osKeychainUnavailableReason(SERVICE);
-const csfle = csfleStatus();
-const reason =
-  server.kind === 'none'
-    ? server.reason
-    : keychainReason !== undefined
-      ? `forged-capsule provisioning tests need the OS keychain: ${keychainReason}`
-      : !csfle.available
-        ? `forged-capsule provisioning tests need mongodb-client-encryption (run \`npm run setup\`): ${csfle.reason ?? ''}`
-        : '';
+const reason = await serverKeychainSkipReason(server, SERVICE, 'forged-capsule provisioning tests need', { csfle: true });
 
-async function run(args: string[], stdin = '') {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
-  const io: CliIO = { stdout, stderr, stdin: Readable.from([Buffer.from(stdin)]), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGODB_URI: server.uri } };
-  const code = await main(args, io);
-  return { code, stdout: out, stderr: err };
-}
+const run = (args: string[], stdin = '') => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGODB_URI: server.uri }, stdin);
 
 describeIf(reason === '', reason)(`provisioning refuses forged capsules (${server.description})`, () => {
   // `provision --json` (what `npm run up` and external mode run) uses the default namespaces, so every capsule

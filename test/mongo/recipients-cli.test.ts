@@ -8,42 +8,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity, type PublicIdentity } from '../../src/crypto/index.ts';
 import { KeyManager, OsKeychain } from '../../src/keys/index.ts';
 import { openEncryptedClient } from '../../src/mongo/index.ts';
-import { csfleStatus } from '../../src/mongo/csfle.ts';
-import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
+import { runCli, serverKeychainSkipReason } from '../support/cli.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-team-${randomBytes(6).toString('hex')}`;
-const keychainReason = await osKeychainUnavailableReason(SERVICE);
-const csfle = csfleStatus();
-const reason =
-  server.kind === 'none'
-    ? server.reason
-    : keychainReason !== undefined
-      ? `team CLI tests need the OS keychain: ${keychainReason}`
-      : !csfle.available
-        ? `team CLI tests need mongodb-client-encryption (run \`npm run setup\`): ${csfle.reason ?? ''}`
-        : '';
+const reason = await serverKeychainSkipReason(server, SERVICE, 'team CLI tests need', { csfle: true });
 
-async function run(args: string[]) {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
-  const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGODB_URI: server.uri } };
-  const code = await main(args, io);
-  return { code, stdout: out, stderr: err };
-}
+const run = (args: string[]) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, MONGODB_URI: server.uri });
 
 describeIf(reason === '', reason)(`a team shares a capsule through the CLI (${server.description})`, () => {
   const db = uniqueDbName('team');

@@ -7,33 +7,19 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Document, MongoClient } from 'mongodb';
-import { main } from '../../src/cli.ts';
-import type { CliIO } from '../../src/cli/types.ts';
 import { decodePublicIdentity, type PublicIdentity } from '../../src/crypto/index.ts';
 import { CapsuleOwnedByOtherKeyError } from '../../src/errors.ts';
 import { provisionCluster } from '../../src/mongo/index.ts';
-import { osKeychainUnavailableReason } from '../support/os-keychain.ts';
+import { runCli, serverKeychainSkipReason } from '../support/cli.ts';
 import { describeIf } from '../support/skip.ts';
 import { connectTestClient, server, uniqueDbName } from './support/server.ts';
 
 const SERVICE = `mongo-capsule-test-seedx-${randomBytes(6).toString('hex')}`;
-const keychainReason = await osKeychainUnavailableReason(SERVICE);
-const reason = server.kind === 'none' ? server.reason : keychainReason !== undefined ? `seed over another key's capsule needs the OS keychain: ${keychainReason}` : '';
+const reason = await serverKeychainSkipReason(server, SERVICE, "seed over another key's capsule needs");
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
-  let out = '';
-  let err = '';
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (c) => (out += String(c)));
-  stderr.on('data', (c) => (err += String(c)));
-  const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env: { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env } };
-  const code = await main(args, io);
-  return { code, stdout: out, stderr: err };
-}
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { MONGO_CAPSULE_KEYCHAIN_SERVICE: SERVICE, ...env });
 
 describeIf(reason === '', reason)(`seed over a capsule sealed for another key (${server.description})`, () => {
   const db = uniqueDbName('seedx');

@@ -4,7 +4,7 @@
  * data-key cache expired; where a path cannot follow (a cursor already half read, a write that returned a
  * document), the error is typed and says what to do.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Binary, ClientEncryption, ClientSession, Collection, Db, FindCursor, MongoClient } from 'mongodb';
 import { openEncryptedClient, provisionCluster, RANDOM, rotateCmk, type EncryptedClient } from '../../src/mongo/index.ts';
 import { CmkRotatedError } from '../../src/errors.ts';
@@ -226,105 +226,86 @@ describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, 
       enc = undefined;
     }
   });
-});
 
-describeWithCsfle(`sessions kept across a CMK rotation (${server.description})`, () => {
-  const db = uniqueDbName('stalesess');
-  const capsuleNamespace = `${db}.capsules`;
-  const keyVaultNamespace = `${db}.__keyVault`;
-  const owner = testIdentity('owner');
-  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 };
-  let plain: MongoClient;
-
-  beforeAll(async () => {
-    plain = await connectTestClient();
-  });
-  afterAll(async () => {
-    await plain?.db(db).dropDatabase();
-    await plain?.close();
-  });
-
-  async function setUp(name: string): Promise<EncryptedClient> {
-    await provisionCluster({ ...common, capsuleName: name, dataKeyAltNames: ['a'] });
-    const enc = await openEncryptedClient({ ...common, capsuleName: name, keyExpirationMS: 200, refreshIntervalMS: 0 });
-    await enc.client.db(db).collection(name).insertOne({ i: 0, a: await enc.encryptRandom('value-0', 'a') });
-    return enc;
-  }
-
-  it('a session started before rotate-cmk keeps working with kept and new collections after the switch', async () => {
-    const name = 'sess';
-    const enc = await setUp(name);
-    const session = enc.client.startSession();
-    try {
-      expect(session).toBeInstanceOf(ClientSession);
-      const people = enc.client.db(db).collection(name);
-      expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
-      await rotateCmk({ ...common, capsuleName: name });
-      await sleep(400);
-      // The first read switches the client; the session follows it instead of failing "ClientSession must be from
-      // the same MongoClient".
-      expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
-      expect(enc.capsule.generation).toBe(2);
-      await people.insertOne({ i: 1, a: await enc.encryptRandom('value-1', 'a') }, { session });
-      expect((await enc.client.db(db).collection(name).find({}, { session }).sort({ i: 1 }).toArray()).map((d) => d.a)).toEqual(['value-0', 'value-1']);
-      expect(await people.countDocuments({}, { session })).toBe(2);
-    } finally {
-      await session.endSession();
-      await enc.close();
+  describe('sessions kept across the rotation', () => {
+    async function setUp(name: string): Promise<EncryptedClient> {
+      await provisionCluster({ ...common, capsuleName: name, dataKeyAltNames: ['a'] });
+      const enc = await open(name);
+      await enc.client.db(db).collection(name).insertOne({ i: 0, a: await enc.encryptRandom('value-0', 'a') });
+      return enc;
     }
-  });
 
-  describeIf(server.capabilities.replicaSet, `change streams need a replica set, which ${server.description} is not: a change stream across a CMK rotation is not checked`)('change streams', () => {
-    it('a change stream opened before rotate-cmk resumes on the new CMK: the event that failed comes again, none lost or doubled', async () => {
-      const name = 'stream';
+    it('a session started before rotate-cmk keeps working with kept and new collections after the switch', async () => {
+      const name = 'sess';
       const enc = await setUp(name);
-      const stream = enc.client.db(db).collection(name).watch([], { fullDocument: 'updateLookup' });
+      const session = enc.client.startSession();
       try {
-        expect(await stream.tryNext()).toBeNull();
-        await enc.client.db(db).collection(name).insertOne({ i: 1, a: await enc.encryptRandom('value-1', 'a') });
-        const first = (await stream.next()) as { fullDocument?: { i: number; a: string } };
-        expect(first.fullDocument).toMatchObject({ i: 1, a: 'value-1' });
-        await rotateCmk({ ...common, capsuleName: name });
-        await sleep(400);
-        await enc.client.db(db).collection(name).insertOne({ i: 2, a: await enc.encryptRandom('value-2', 'a') });
-        await enc.client.db(db).collection(name).insertOne({ i: 3, a: await enc.encryptRandom('value-3', 'a') });
-        const after = [(await stream.next()) as { fullDocument?: { i: number; a: string } }, (await stream.next()) as { fullDocument?: { i: number; a: string } }];
-        expect(after.map((e) => e.fullDocument)).toEqual([expect.objectContaining({ i: 2, a: 'value-2' }), expect.objectContaining({ i: 3, a: 'value-3' })]);
+        expect(session).toBeInstanceOf(ClientSession);
+        const people = enc.client.db(db).collection(name);
+        expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+        await rotateAndExpire(name);
+        // The first read switches the client; the session follows it instead of failing "ClientSession must be from
+        // the same MongoClient".
+        expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+        expect(enc.capsule.generation).toBe(2);
+        await people.insertOne({ i: 1, a: await enc.encryptRandom('value-1', 'a') }, { session });
+        expect((await enc.client.db(db).collection(name).find({}, { session }).sort({ i: 1 }).toArray()).map((d) => d.a)).toEqual(['value-0', 'value-1']);
+        expect(await people.countDocuments({}, { session })).toBe(2);
       } finally {
-        await stream.close();
+        await session.endSession();
         await enc.close();
       }
     });
-  });
 
-  it('withSession hands out a session that follows the switch; a transaction begun before it gets CMK_ROTATED, nothing sent', async () => {
-    const name = 'txn';
-    const enc = await setUp(name);
-    try {
-      const people = enc.client.db(db).collection(name);
-      await enc.client.withSession(async (session) => {
-        await rotateCmk({ ...common, capsuleName: name });
-        await sleep(400);
-        expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+    describeIf(server.capabilities.replicaSet, `change streams need a replica set, which ${server.description} is not: a change stream across a CMK rotation is not checked`)('change streams', () => {
+      it('a change stream opened before rotate-cmk resumes on the new CMK: the event that failed comes again, none lost or doubled', async () => {
+        const name = 'stream';
+        const enc = await setUp(name);
+        const stream = enc.client.db(db).collection(name).watch([], { fullDocument: 'updateLookup' });
+        try {
+          expect(await stream.tryNext()).toBeNull();
+          await enc.client.db(db).collection(name).insertOne({ i: 1, a: await enc.encryptRandom('value-1', 'a') });
+          const first = (await stream.next()) as { fullDocument?: { i: number; a: string } };
+          expect(first.fullDocument).toMatchObject({ i: 1, a: 'value-1' });
+          await rotateAndExpire(name);
+          await enc.client.db(db).collection(name).insertOne({ i: 2, a: await enc.encryptRandom('value-2', 'a') });
+          await enc.client.db(db).collection(name).insertOne({ i: 3, a: await enc.encryptRandom('value-3', 'a') });
+          const after = [(await stream.next()) as { fullDocument?: { i: number; a: string } }, (await stream.next()) as { fullDocument?: { i: number; a: string } }];
+          expect(after.map((e) => e.fullDocument)).toEqual([expect.objectContaining({ i: 2, a: 'value-2' }), expect.objectContaining({ i: 3, a: 'value-3' })]);
+        } finally {
+          await stream.close();
+          await enc.close();
+        }
       });
-      await rotateCmk({ ...common, capsuleName: name });
-      await sleep(400);
-      const session = enc.client.startSession();
+    });
+
+    it('withSession hands out a session that follows the switch; a transaction begun before it gets CMK_ROTATED, nothing sent', async () => {
+      const name = 'txn';
+      const enc = await setUp(name);
       try {
-        // Begun on the generation before the switch (startTransaction only changes the session's own state).
-        session.startTransaction();
-        expect(session.inTransaction()).toBe(true);
-        expect(await enc.refresh()).toBe(true);
-        const err = await people.insertOne({ i: 9 }, { session }).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(CmkRotatedError);
-        expect((err as CmkRotatedError).hint).toMatch(/transaction/);
-        await session.abortTransaction().catch(() => {});
-        expect(await plain.db(db).collection(name).countDocuments({ i: 9 })).toBe(0);
+        const people = enc.client.db(db).collection(name);
+        await enc.client.withSession(async (session) => {
+          await rotateAndExpire(name);
+          expect((await people.findOne({ i: 0 }, { session }))?.a).toBe('value-0');
+        });
+        await rotateAndExpire(name);
+        const session = enc.client.startSession();
+        try {
+          // Begun on the generation before the switch (startTransaction only changes the session's own state).
+          session.startTransaction();
+          expect(session.inTransaction()).toBe(true);
+          expect(await enc.refresh()).toBe(true);
+          const err = await people.insertOne({ i: 9 }, { session }).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(CmkRotatedError);
+          expect((err as CmkRotatedError).hint).toMatch(/transaction/);
+          await session.abortTransaction().catch(() => {});
+          expect(await plain.db(db).collection(name).countDocuments({ i: 9 })).toBe(0);
+        } finally {
+          await session.endSession();
+        }
       } finally {
-        await session.endSession();
+        await enc.close();
       }
-    } finally {
-      await enc.close();
-    }
+    });
   });
 });

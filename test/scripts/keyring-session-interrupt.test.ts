@@ -5,16 +5,16 @@
  * be gone shortly after. Only processes of this test's own session are looked at: they carry its unique
  * directories in their environment or arguments.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect, it } from 'vitest';
 import { describeIf } from '../support/skip.ts';
+import { spawnAnnouncing, waitWhile } from './support/interrupt.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SESSION = pathToFileURL(fileURLToPath(new URL('../../scripts/lib/keyring-session.mjs', import.meta.url))).href;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const onPath = (command: string) =>
   (process.env.PATH ?? '').split(delimiter).some((d) => d !== '' && existsSync(join(d, command)));
@@ -47,16 +47,9 @@ describeIf(usable, 'dbus-run-session or gnome-keyring-daemon is not installed (`
           setInterval(() => {}, 1000);`;
         const env = { ...process.env };
         delete env.MONGO_CAPSULE_TEST_KEYRING;
-        const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
-        let out = '';
-        let err = '';
-        child.stdout.on('data', (c) => (out += String(c)));
-        child.stderr.on('data', (c) => (err += String(c)));
-        const deadline = Date.now() + 30_000;
-        while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await sleep(100);
-        const started = JSON.parse(out.split('\n')[0] || '{}') as { state?: string; data?: string };
-        expect(typeof started.state, err).toBe('string');
-        expect(typeof started.data, err).toBe('string');
+        const { child, started, stderr } = await spawnAnnouncing<{ state: string; data: string }>(['--input-type=module', '-e', code], { cwd: ROOT, env, timeoutMs: 30_000 });
+        expect(typeof started.state, stderr).toBe('string');
+        expect(typeof started.data, stderr).toBe('string');
         const keyringDir = dirname(started.data!);
         const dirs = [started.state!, keyringDir];
         expect(keyringDir).toMatch(/mongo-capsule-keyring-/);
@@ -66,8 +59,7 @@ describeIf(usable, 'dbus-run-session or gnome-keyring-daemon is not installed (`
         expect(before.length).toBeGreaterThanOrEqual(2);
 
         child.kill(signal);
-        const gone = Date.now() + 20_000;
-        while ((dirs.some((d) => existsSync(d)) || sessionProcesses(dirs).length > 0) && Date.now() < gone) await sleep(200);
+        await waitWhile(() => dirs.some((d) => existsSync(d)) || sessionProcesses(dirs).length > 0, 20_000, 200);
         const left = sessionProcesses(dirs);
         // A failure must not leave the session running: end exactly this session's processes here, then report.
         for (const p of left) spawnSync('kill', ['-9', String(p.pid)]);

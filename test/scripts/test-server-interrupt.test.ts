@@ -3,18 +3,18 @@
  * server the way the global setup does (scripts/lib/test-server.mjs) and is then killed before its teardown. The
  * server's directory and every process naming it must be gone shortly after.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect, it } from 'vitest';
 import { processesNaming } from '../../scripts/lib/reaper.mjs';
 import { defaultCacheDir } from '../../scripts/lib/test-server.mjs';
 import { describeIf } from '../support/skip.ts';
+import { spawnAnnouncing, waitWhile } from './support/interrupt.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVER = pathToFileURL(fileURLToPath(new URL('../../scripts/lib/test-server.mjs', import.meta.url))).href;
 const FERRETDB = process.env.FERRETDB_BIN ?? `${defaultCacheDir()}/ferretdb/v1.24.2/ferretdb`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describeIf(existsSync(FERRETDB), `FerretDB is not built (${FERRETDB} is missing; run \`npm run setup\`): orphan check not run`)('the FerretDB test server after a killed run', () => {
   for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
@@ -23,22 +23,14 @@ describeIf(existsSync(FERRETDB), `FerretDB is not built (${FERRETDB} is missing;
         const server = await startTestServer({ env: { ...process.env, MONGO_CAPSULE_TEST_SERVER: 'ferretdb' } });
         console.log(JSON.stringify({ kind: server.kind, dir: server.dir }));
         setInterval(() => {}, 1000);`;
-      const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (c) => (out += String(c)));
-      child.stderr.on('data', (c) => (err += String(c)));
-      const deadline = Date.now() + 60_000;
-      while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await sleep(100);
-      const started = JSON.parse(out.split('\n')[0] || '{}') as { kind?: string; dir?: string };
-      expect(started.kind, err).toBe('ferretdb');
+      const { child, started, stderr } = await spawnAnnouncing<{ kind: string; dir: string }>(['--input-type=module', '-e', code], { cwd: ROOT, timeoutMs: 60_000 });
+      expect(started.kind, stderr).toBe('ferretdb');
       const dir = started.dir!;
       expect(typeof dir).toBe('string');
       expect(processesNaming(dir).length).toBeGreaterThan(0);
 
       child.kill(signal);
-      const gone = Date.now() + 20_000;
-      while ((existsSync(dir) || processesNaming(dir).length > 0) && Date.now() < gone) await sleep(200);
+      await waitWhile(() => existsSync(dir) || processesNaming(dir).length > 0, 20_000, 200);
       const left = processesNaming(dir);
       // A failure must not leave the server running: end it here, then report.
       for (const pid of left) spawnSync('kill', ['-9', String(pid)]);
