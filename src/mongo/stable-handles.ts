@@ -298,14 +298,26 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
       }
     };
     const proxyRef: { value?: object } = {};
+    // The wrapper given to the stream for each 'error' listener, so that removing the listener removes it.
+    const errorWrappers = new WeakMap<AnyFn, AnyFn>();
     proxyRef.value = standIn(Object.getPrototypeOf(real) as object, () => real, (prop) => {
       if (prop === 'next' || prop === 'tryNext' || prop === 'hasNext') return fetch(prop);
-      if (prop === 'on' || prop === 'once' || prop === 'addListener') {
+      if (prop === 'on' || prop === 'once' || prop === 'addListener' || prop === 'prependListener' || prop === 'prependOnceListener') {
         // Listeners stay on this stream; its 'error' event says what happened in the typed error, not libmongocrypt's.
         return (event: string | symbol, listener: AnyFn) => {
-          const l = event !== 'error' ? listener : (e: unknown) =>
-            listener(isProviderMissing(e) ? rotated('a change stream with listeners', 'open the change stream again with option `startAfter: stream.resumeToken` (listeners are not moved to the new CMK; next()/for await are)', e) : e);
+          let l = listener;
+          if (event === 'error') {
+            l = errorWrappers.get(listener) ?? ((e: unknown) =>
+              listener(isProviderMissing(e) ? rotated('a change stream with listeners', 'open the change stream again with option `startAfter: stream.resumeToken` (listeners are not moved to the new CMK; next()/for await are)', e) : e));
+            errorWrappers.set(listener, l);
+          }
           (real[prop] as AnyFn).call(real, event, l);
+          return proxyRef.value;
+        };
+      }
+      if (prop === 'off' || prop === 'removeListener') {
+        return (event: string | symbol, listener: AnyFn) => {
+          (real[prop] as AnyFn).call(real, event, (event === 'error' ? errorWrappers.get(listener) : undefined) ?? listener);
           return proxyRef.value;
         };
       }

@@ -4,6 +4,7 @@
  * data-key cache expired; where a path cannot follow (a cursor already half read, a write that returned a
  * document), the error is typed and says what to do.
  */
+import type { EventEmitter } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Binary, ClientEncryption, ClientSession, Collection, Db, FindCursor, MongoClient } from 'mongodb';
 import { openEncryptedClient, provisionCluster, RANDOM, rotateCmk, type EncryptedClient } from '../../src/mongo/index.ts';
@@ -224,6 +225,26 @@ describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, 
     } finally {
       await enc.close();
       enc = undefined;
+    }
+  });
+
+  it("a change stream's 'error' listeners can be removed again (each is wrapped to give the typed error)", async () => {
+    const name = 'listeners';
+    await seed(name, 0);
+    const enc = await open(name);
+    try {
+      const stream = enc.client.db(db).collection(name).watch() as unknown as EventEmitter & { close(): Promise<void> };
+      const f = () => {};
+      const g = () => {};
+      stream.on('error', f);
+      stream.once('error', g);
+      expect(stream.listenerCount('error')).toBe(2);
+      stream.removeListener('error', f);
+      stream.off('error', g);
+      expect(stream.listenerCount('error')).toBe(0);
+      await stream.close();
+    } finally {
+      await enc.close();
     }
   });
 
