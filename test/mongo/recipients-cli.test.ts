@@ -117,9 +117,15 @@ describeIf(reason === '', reason)(`a team shares a capsule through the CLI (${se
     expect(revoked.code, revoked.stderr).toBe(0);
     expect(revoked.stdout).toContain(`key ${bobKid} revoked`);
     expect(revoked.stdout).not.toContain(bobKid + ',');
+    expect(revoked.stdout).toContain('new values get fresh data keys (data-key epoch 1)');
+    expect((await run(['doctor', '--identity', alice, '--capsule', capsule, ...ns])).stdout).toMatch(/^ok    epoch +data-key epoch 1: new values use this epoch's data keys/m);
     await expect(read(bob)).rejects.toThrow(/holds none of them|does not hold/);
     await write(carol, 'after-revoke');
     for (const who of [alice, carol, recovery]) expect(await read(who)).toEqual(['after-revoke', 'from-alice', 'from-bob']);
+    // --undo-revocation only goes with --abandon.
+    const lone = await run(['rotate-cmk', '--undo-revocation', '--identity', alice, '--capsule', capsule, ...ns]);
+    expect(lone.code).toBe(1);
+    expect(lone.stderr).toContain('error: rotate-cmk: --undo-revocation goes with --abandon');
     // Running it again is safe.
     const rerun = await run(['keys', 'revoke', '--kid', bobKid, '--identity', alice, '--capsule', capsule, '--client-wait-ms', '0', ...ns]);
     expect(rerun.code, rerun.stderr).toBe(0);
