@@ -69,5 +69,28 @@ describeIf(usable, 'dbus-run-session or gnome-keyring-daemon is not installed (`
         expect(dirs.filter((d) => existsSync(d))).toEqual([]);
       }, 60_000);
     }
+
+    it('ends silently after a normal run, leaving no process and no directory (gnome-keyring-daemon outlives the bus)', async () => {
+      // The command stores a secret, as the tests do: the keyring daemon then has work to finish when the bus goes.
+      const inner = `const { Entry } = await import('@napi-rs/keyring');
+        new Entry('mongo-capsule-test-normal-end', 'probe').setPassword('x');
+        console.log(JSON.stringify({ state: process.env.MONGO_CAPSULE_STATE_DIR, data: process.env.XDG_DATA_HOME }));`;
+      const code = `const { runInKeyringSession } = await import(${JSON.stringify(SESSION)});
+        process.exitCode = await runInKeyringSession([process.execPath, '--input-type=module', '-e', ${JSON.stringify(inner)}], { cwd: process.cwd(), log: () => {} });`;
+      const env = { ...process.env };
+      delete env.MONGO_CAPSULE_TEST_KEYRING;
+      const { child, started } = await spawnAnnouncing<{ state: string; data: string }>(['--input-type=module', '-e', code], { cwd: ROOT, env, timeoutMs: 30_000 });
+      let stderr = '';
+      child.stderr.on('data', (c) => (stderr += String(c)));
+      const status = await new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.on('exit', (c) => r(c))));
+      expect(typeof started.data, stderr).toBe('string');
+      const dirs = [started.state!, dirname(started.data!)];
+      const left = sessionProcesses(dirs);
+      for (const p of left) spawnSync('kill', ['-9', String(p.pid)]);
+      for (const d of dirs) spawnSync('rm', ['-rf', d]);
+      expect(status, stderr).toBe(0);
+      expect(left.map((p) => p.cmd)).toEqual([]);
+      expect(stderr).not.toMatch(/\[keyring-session\]/);
+    }, 60_000);
   },
 );
