@@ -251,8 +251,8 @@ ${NAMESPACE_HELP}
         say(io, `data keys moved back ${r.movedBack} (provider ${r.kmsProvider}, generation ${r.generation})`);
         return 0;
       }
-      // A copy of our own: opening the capsule may evict (and wipe) the key manager's cached identity, when it first
-      // tries another recipient's entry.
+      // A copy of our own: the key manager wipes its cached identity when the cache time runs out, which a rotation
+      // (it waits for running clients) can outlast.
       const secret = decodeSecretIdentity(encodeSecretIdentity(await km.getSecretIdentity(identity)));
       owned = secret;
       // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay

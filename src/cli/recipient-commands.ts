@@ -45,8 +45,7 @@ async function grant(args: string[], io: CliIO): Promise<number> {
   let r;
   let signer: SecretIdentity | undefined;
   try {
-    // A copy of our own: opening the capsule may evict (and wipe) the key manager's cached identity, when it first
-    // tries another recipient's entry.
+    // A copy of our own: the key manager wipes its cached identity when the cache time runs out (see ownCopy).
     signer = ownCopy(await km.getSecretIdentity(identity));
     r = await grantRecipient({
       uri,
@@ -134,7 +133,10 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
   }
 }
 
-/** A secret identity of the caller's own (the key manager's cached one is borrowed and may be wiped meanwhile). */
+/**
+ * A secret identity of the caller's own: the key manager's cached one is borrowed, and wiped when the cache time
+ * runs out, which a revocation (it waits for running clients) can outlast.
+ */
 function ownCopy(id: SecretIdentity): SecretIdentity {
   return decodeSecretIdentity(encodeSecretIdentity(id));
 }
