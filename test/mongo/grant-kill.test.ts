@@ -162,9 +162,13 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
   afterAll(async () => {
     // Once both tests are done (they run side by side): no CLI process outlived its kill.
     if (plain !== undefined) expect(leftovers(), 'a killed CLI left a process running').toEqual([]);
-    // A lock a killed run left is taken over by the next writer (its holder is gone); say whether there was one.
+    // A lock a killed run left is taken over by the next writer (its holder is gone), and a temporary file of an
+    // interrupted atomic write is never read: neither blocks a rerun, but say whether one was left.
     const state = process.env.MONGO_CAPSULE_STATE_DIR;
-    if (state !== undefined) console.log(`[grant-kill] lock files left in the state directory: ${(readdirSync(state, { recursive: true }) as string[]).filter((f) => /\.lock/.test(f)).join(', ') || 'none'}`);
+    if (state !== undefined) {
+      const left = (readdirSync(state, { recursive: true }) as string[]).filter((f) => /\.lock|\.tmp$/.test(f));
+      console.log(`[grant-kill] lock or temporary files left in the state directory: ${left.join(', ') || 'none'}`);
+    }
     for (const n of all) await runInProcess(['keys', 'delete', '--name', n, '--yes']);
     for (const db of [grantDb, revokeDb]) await plain?.db(db).dropDatabase();
     await plain?.close();
@@ -206,10 +210,12 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
     expect(d, 'the capsule document is gone').not.toBeNull();
     return d!;
   };
+  const json = (d: Document) => JSON.stringify(d, (_k, v: unknown) => (v instanceof Binary ? sha256Hex(v.buffer) : v));
+  const wholeDocument = json;
   /** Everything of the document but the list of further recipients (which a grant may change). */
   const fixedPart = (d: Document) => {
     const { recipients: _r, recipientsDigest: _d, ...rest } = d;
-    return JSON.stringify(rest, (_k, v: unknown) => (v instanceof Binary ? sha256Hex(v.buffer) : v));
+    return json(rest);
   };
   const entryKids = (d: Document) => (d.recipients as Document[]).map((e) => e.kid as string);
 
@@ -258,7 +264,7 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
   const outcomes: string[] = [];
 
   /** Kill one grant of `grantee`, check, rerun twice. */
-  async function killGrantAndRerun(grantee: string, point: string, kill: KillPoint) {
+  async function killGrantAndRerun(grantee: string, point: string, kill: KillPoint, options: { killNoOp?: boolean } = {}) {
     const before = await rawCapsule(grantDb);
     const killed = await spawnCli(grantArgs(grantee), kill);
     const kid = pubs.get(grantee)!.kid;
@@ -277,6 +283,14 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
     // The granted identity opens the same CMK: it reads what was written before the grant.
     expect(await read(grantDb, grantee)).toEqual(written);
 
+    if (options.killNoOp) {
+      // The line of a grant that finds the recipient there already: killed at it, the run changed nothing.
+      const done = await rawCapsule(grantDb);
+      const noOp = await spawnCli(grantArgs(grantee), { killOn: new RegExp(`key ${kid} \\(${grantee}\\) already is a recipient; nothing changed\\n`) });
+      outcomes.push(`${point}, then a no-op rerun at "already is a recipient; nothing changed": ${noOp.signal === 'SIGKILL' ? 'killed' : 'finished first'} after ${noOp.ms} ms`);
+      if (noOp.signal !== 'SIGKILL') expect(noOp.code, noOp.stderr).toBe(0);
+      expect(wholeDocument(await rawCapsule(grantDb))).toBe(wholeDocument(done));
+    }
     // The third run in this process (a child process costs a second or two of start-up on a busy machine).
     const third = await runInProcess(grantArgs(grantee));
     expect(third.code, `${point}, third run: ${third.stderr}`).toBe(0);
@@ -306,7 +320,7 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
     // The progress lines of grantRecipient on stderr (src/mongo/recipients.ts), in order, and the result on stdout.
     const first = await killGrantAndRerun(g0, 'at "the CMK ... opens its data keys"', { killOn: new RegExp(`the CMK of capsule ${esc(capsule)} opens its data keys\\n`) });
     await killGrantAndRerun(g1, 'at "sealed for key ... too"', { killOn: new RegExp(`capsule ${esc(capsule)}: sealed for key ${pubs.get(g1)!.kid} \\(${esc(g1)}\\) too\\n`) });
-    await killGrantAndRerun(g2, 'at "granted to key" (stdout)', { killOn: /granted to key / });
+    await killGrantAndRerun(g2, 'at "granted to key" (stdout)', { killOn: /granted to key / }, { killNoOp: true });
     // Random delays: one from the spawn over the span of an uninterrupted run (mostly start-up: keychain, connect,
     // opening the capsule), one from the first progress line (the last steps: seal, write, close, record).
     const fromSpawn = randomInt(0, Math.max(first.killed.ms, first.rerun.ms) + 1);
