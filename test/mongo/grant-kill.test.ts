@@ -358,8 +358,20 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
       const state = after.sha256 !== before.sha256 ? 'swapped' : after.pendingRotation ? `pending (${String(after.pendingRotation.phase)})` : 'not started';
       outcomes.push(`revoke ${point}: ${killed.signal === 'SIGKILL' ? 'killed' : 'finished first'} after ${killed.ms} ms, rotation ${state}`);
       if (killed.signal !== 'SIGKILL') expect(killed.code, `${point}: ${killed.stderr}`).toBe(0);
-      if (state !== 'swapped') expect(fixedPart({ ...after, pendingRotation: undefined })).toBe(fixedPart({ ...before, pendingRotation: undefined }));
-      if (after.pendingRotation) expect(after.pendingRotation.revokedKid).toBe(kid);
+      const digestOk = (d: Document) => d.recipientsDigest === sha256Hex(new TextEncoder().encode(`recipients\0${(d.recipients as Document[]).map((e) => String(e.sha256)).join(',')}`));
+      expect(digestOk(after), `${point}: recipients' digest`).toBe(true);
+      if (state === 'not started') expect(wholeDocument(after)).toBe(wholeDocument(before));
+      if (state.startsWith('pending')) {
+        // The rotation was recorded, and in the same update the revoked entry left the live list; nothing else changed.
+        expect(fixedPart({ ...after, pendingRotation: undefined })).toBe(fixedPart(before));
+        const kept = (before.recipients as Document[]).filter((e) => e.kid !== kid).map((e) => e.sha256);
+        expect((after.recipients as Document[]).map((e) => e.sha256)).toEqual(kept);
+        expect(after.pendingRotation.revokedKid).toBe(kid);
+        expect((after.pendingRotation.recipients as Document[]).map((e) => parseCapsule(bytesOf(e.bytes)).header.kid)).not.toContain(kid);
+        // No state in which the rotation is pending and the revoked key still opens the live capsule.
+        await expect(read(revokeDb, who), `${point}: the revoked key opens the capsule mid-rotation`).rejects.toThrow(/holds none of them|does not hold/);
+      }
+      if (state === 'swapped') expect(kids).not.toContain(kid);
       // Whoever is not being revoked still reads everything, mid-rotation or not.
       expect(await Promise.all([read(revokeDb, granter), read(revokeDb, member)]), point).toEqual([docs, docs]);
 
