@@ -362,8 +362,10 @@ describeIf(reason === '', reason)(`keys grant and keys revoke survive a SIGKILL 
       expect(digestOk(after), `${point}: recipients' digest`).toBe(true);
       if (state === 'not started') expect(wholeDocument(after)).toBe(wholeDocument(before));
       if (state.startsWith('pending')) {
-        // The rotation was recorded, and in the same update the revoked entry left the live list; nothing else changed.
-        expect(fixedPart({ ...after, pendingRotation: undefined })).toBe(fixedPart(before));
+        // The rotation was recorded, and in the same update the revoked entry left the live list and the data-key
+        // epoch went up by one; nothing else changed.
+        expect(after.dataKeyEpoch).toBe(((before.dataKeyEpoch as number | undefined) ?? 0) + 1);
+        expect(fixedPart({ ...after, pendingRotation: undefined, dataKeyEpoch: before.dataKeyEpoch })).toBe(fixedPart(before));
         const kept = (before.recipients as Document[]).filter((e) => e.kid !== kid).map((e) => e.sha256);
         expect((after.recipients as Document[]).map((e) => e.sha256)).toEqual(kept);
         expect(after.pendingRotation.revokedKid).toBe(kid);
