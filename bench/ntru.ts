@@ -3,6 +3,10 @@
  * PQClean C) in the same process and run. Target (DESIGN.md §7): native encaps and decaps faster than the
  * liboqs WASM peer. Keygen is listed too; it is dominated by two polynomial inversions.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { defaultCacheDir, oraclePaths } from '../scripts/setup/oracle.mjs';
 import { getSuite } from '../src/crypto/kem.ts';
 import '../src/crypto/ntru.ts';
 import { measure, type BenchResult } from './harness.ts';
@@ -22,12 +26,27 @@ const SETS = [
 const KEYGEN = { iterations: 30, warmup: 3 };
 const KEM_OPS = { iterations: 200, warmup: 20 };
 
+/**
+ * liboqs in this process: an installed copy, else the one `npm run setup -- --only oracle` put in the cache (its
+ * `engines` asks for Node 22, but the WASM build runs here too; in-process, so the timings carry no IPC).
+ */
+async function importOqs(): Promise<Record<string, () => Promise<unknown>>> {
+  try {
+    return (await import('@openforge-sh/liboqs')) as unknown as Record<string, () => Promise<unknown>>;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    const dir = oraclePaths(defaultCacheDir()).liboqs;
+    const entry = join(dir, 'src', 'index.js');
+    if (!existsSync(entry)) throw new Error('not installed: `npm run setup -- --only oracle` (or `npm install --no-save @openforge-sh/liboqs@0.14.3`)');
+    return (await import(pathToFileURL(entry).href)) as Record<string, () => Promise<unknown>>;
+  }
+}
+
 async function loadOqs(factory: (typeof SETS)[number]['oqs']): Promise<OqsKem | string> {
   try {
-    const oqs = await import('@openforge-sh/liboqs');
-    return (await oqs[factory]()) as OqsKem;
+    const oqs = await importOqs();
+    return (await oqs[factory]!()) as OqsKem;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return 'not installed: `npm install --no-save @openforge-sh/liboqs@0.14.3`';
     return e instanceof Error ? e.message : String(e);
   }
 }
