@@ -125,16 +125,39 @@ function inScope(scope: DataKeyScope, doc: Document): boolean {
 }
 
 /**
- * The ids of capsule `scope.capsuleName`'s data keys with these (unscoped) alternate names, read from the key
- * vault without any CMK: the scoped name wins over a bare legacy one, then the oldest key.
+ * The ids of capsule `scope.capsuleName`'s data keys with these (unscoped) alternate names, of epoch `scope.epoch`,
+ * read from the key vault without any CMK: the scoped name wins over a bare legacy one, then the oldest key.
  */
 export async function findDataKeys(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, altNames: readonly string[]): Promise<Map<string, Binary>> {
   const epoch = scope.epoch ?? 0;
-  const wanted = new Map<string, { name: string; scoped: boolean }>();
-  for (const n of altNames) {
-    wanted.set(epochAltName(scope.capsuleName, n, epoch), { name: n, scoped: true });
+  const found = await lookUpKeys(client, keyVaultNamespace, scope, altNames.map((name) => ({ name, epoch })));
+  return new Map(altNames.flatMap((n) => {
+    const id = found.get(`${epoch}/${n}`);
+    return id === undefined ? [] : [[n, id] as const];
+  }));
+}
+
+/**
+ * The ids of data key `altName` of every epoch from 0 to `scope.epoch` that has one, oldest epoch first: the keys
+ * a value of that name may have been encrypted with (one read of the key vault).
+ */
+export async function findDataKeysOfEveryEpoch(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, altName: string): Promise<{ epoch: number; id: Binary }[]> {
+  const epochs = Array.from({ length: (scope.epoch ?? 0) + 1 }, (_, i) => i);
+  const found = await lookUpKeys(client, keyVaultNamespace, scope, epochs.map((epoch) => ({ name: altName, epoch })));
+  return epochs.flatMap((epoch) => {
+    const id = found.get(`${epoch}/${altName}`);
+    return id === undefined ? [] : [{ epoch, id }];
+  });
+}
+
+/** The best key for each (name, epoch) wanted, keyed `<epoch>/<name>`, in one query. */
+async function lookUpKeys(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, keys: readonly { name: string; epoch: number }[]): Promise<Map<string, Binary>> {
+  const wanted = new Map<string, { key: string; scoped: boolean }>();
+  for (const { name, epoch } of keys) {
+    const key = `${epoch}/${name}`;
+    wanted.set(epochAltName(scope.capsuleName, name, epoch), { key, scoped: true });
     // Bare legacy names predate epochs: they are keys of epoch 0.
-    if (epoch === 0 && !wanted.has(n)) wanted.set(n, { name: n, scoped: false });
+    if (epoch === 0 && !wanted.has(name)) wanted.set(name, { key, scoped: false });
   }
   let docs: Document[];
   try {
@@ -151,24 +174,11 @@ export async function findDataKeys(client: MongoClient, keyVaultNamespace: strin
       const w = wanted.get(alt);
       if (w === undefined) continue;
       const cand = { id: d._id as Binary, scoped: w.scoped, created: (d.creationDate as Date | undefined)?.getTime() ?? 0 };
-      const cur = best.get(w.name);
-      if (cur === undefined || (cand.scoped && !cur.scoped) || (cand.scoped === cur.scoped && cand.created < cur.created)) best.set(w.name, cand);
+      const cur = best.get(w.key);
+      if (cur === undefined || (cand.scoped && !cur.scoped) || (cand.scoped === cur.scoped && cand.created < cur.created)) best.set(w.key, cand);
     }
   }
-  return new Map([...best].map(([n, v]) => [n, v.id]));
-}
-
-/**
- * The ids of data key `altName` of every epoch from 0 to `scope.epoch` that has one, oldest epoch first: the keys
- * a value of that name may have been encrypted with.
- */
-export async function findDataKeysOfEveryEpoch(client: MongoClient, keyVaultNamespace: string, scope: DataKeyScope, altName: string): Promise<{ epoch: number; id: Binary }[]> {
-  const found: { epoch: number; id: Binary }[] = [];
-  for (let epoch = 0; epoch <= (scope.epoch ?? 0); epoch++) {
-    const id = (await findDataKeys(client, keyVaultNamespace, { ...scope, epoch }, [altName])).get(altName);
-    if (id !== undefined) found.push({ epoch, id });
-  }
-  return found;
+  return new Map([...best].map(([k, v]) => [k, v.id]));
 }
 
 /**
