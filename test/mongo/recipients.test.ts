@@ -261,6 +261,10 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
             ['during', 'same value', 'random during'],
             ['live', 'same value', 'random live'],
           ]);
+          // No key of that name in any epoch: nothing to match, and no key is made by asking.
+          const keysBefore = await plain.db(db).collection('__keyVault').countDocuments({});
+          expect(await enc.queryValues('same value', 'never-made')).toEqual([]);
+          expect(await plain.db(db).collection('__keyVault').countDocuments({})).toBe(keysBefore);
           // The current epoch alone finds only what was written since the revocation.
           expect(await enc.client.db(db).collection('data').countDocuments({ capsule: 'epoch', v: await enc.encryptDeterministic('same value', 'ssn') })).toBe(3);
         } finally {
