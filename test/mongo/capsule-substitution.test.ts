@@ -200,6 +200,16 @@ describeIf(reason === '', reason)(`capsule substitution (${server.description})`
     expect(rr.code).not.toBe(0);
     expect(rr.stderr).toMatch(/already opened a newer one/);
     expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
+    // keys grant would seal the retired CMK for someone new, keys revoke would rotate from it: both refuse.
+    const newcomer = join(dir, 'newcomer.pub.json');
+    writeFileSync(newcomer, encodePublicIdentity(toPublicIdentity(generateIdentity('ml-kem-768', { name: 'newcomer' }))));
+    const ns = ['--capsule', gen, '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace];
+    for (const args of [['keys', 'grant', '--pub', newcomer, '--identity', name, ...ns], ['keys', 'revoke', '--kid', '0'.repeat(32), '--identity', name, '--client-wait-ms', '0', ...ns]]) {
+      const refused = await run(args, env);
+      expect(refused.code, `${args[1]}: ${refused.stdout}`).toBe(1);
+      expect(refused.stderr, args[1]).toMatch(/already opened a newer one/);
+      expect((await capsules().findOne({ name: gen })) as Document).toEqual(old);
+    }
     // doctor reports it, and a KEM rotation must not launder it: re-sealed, the old CMK would carry a new time.
     const doctor = await run(['doctor', '--identity', name, '--capsule', gen, '--capsules', capsuleNamespace, '--key-vault', keyVaultNamespace], env);
     expect(doctor.code).not.toBe(0);
