@@ -255,26 +255,16 @@ ${NAMESPACE_HELP}
       // (it waits for running clients) can outlast.
       const secret = decodeSecretIdentity(encodeSecretIdentity(await km.getSecretIdentity(identity)));
       owned = secret;
-      // A CMK a rotation retired must not come back through rotate-cmk either: check (never raise) the replay
-      // mark the encrypted clients of this machine keep; the pending capsule is newer and always passes.
+      // A CMK a rotation retired must not come back through rotate-cmk either: the rotation checks the live capsule
+      // against the replay mark the encrypted clients of this machine keep.
       const marks = new FileCapsuleWatermarks();
       const baseKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
-      const primaryKid = await firstRecipientKid(uri, values.capsules, capsuleName);
       // The newest capsule this run opened (signature verified): after the rotation it is the live one.
-      let newest: { createdAt: number; sha256: string } | undefined;
-      let markKey = baseKey;
-      const unwrapChecked = async (c: Uint8Array) => {
+      let newest: { kid: string; createdAt: number; sha256: string } | undefined;
+      const unwrapTracked = async (c: Uint8Array) => {
         const cmk = await km.unwrap(c, identity);
         const header = parseCapsule(c).header;
-        const seen = { createdAt: header.createdAt.getTime(), sha256: sha256Hex(c) };
-        markKey = recipientMarkKey(baseKey, primaryKid, header.kid);
-        try {
-          if (!values['accept-rollback']) assertNotOlder(await marks.get(markKey), seen, `capsule ${capsuleName}`);
-        } catch (e) {
-          cmk.fill(0);
-          throw e;
-        }
-        if (newest === undefined || seen.createdAt > newest.createdAt) newest = seen;
+        if (newest === undefined || header.createdAt.getTime() > newest.createdAt) newest = { kid: header.kid, createdAt: header.createdAt.getTime(), sha256: sha256Hex(c) };
         return cmk;
       };
       const r = await rotateCmk({
@@ -282,14 +272,15 @@ ${NAMESPACE_HELP}
         capsuleName,
         recipient: secret,
         signer: secret,
-        unwrap: unwrapChecked,
+        unwrap: unwrapTracked,
+        replay: { store: marks, key: baseKey, acceptRollback: values['accept-rollback'] === true },
         ...namespaces,
         ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
         onProgress: (m) => io.stderr.write(`${m}\n`),
       });
       // Raised only now that the rotation is done (an abandoned one keeps the older capsule live): from here on a
       // write-back of the generation it retired is refused by this machine's clients, doctor and provisioning.
-      if (newest !== undefined) await marks.raise(markKey, newest);
+      if (newest !== undefined) await marks.raise(recipientMarkKey(baseKey, r.kid, newest.kid), { createdAt: newest.createdAt, sha256: newest.sha256 });
       say(io, `capsule ${r.capsuleName}: CMK rotated${r.resumed ? ' (finished an interrupted rotation)' : ''}`);
       say(io, `kid ${r.kid}`);
       say(io, `data keys moved ${r.rewrapped} (${r.fromProvider} → ${r.toProvider})`);
@@ -308,16 +299,6 @@ function recipientName(text: string): string {
     return typeof name === 'string' ? name : '?';
   } catch {
     return '?';
-  }
-}
-
-/** The kid of a capsule's first recipient (whose replay mark is the capsule's own), or undefined when there is no capsule. */
-export async function firstRecipientKid(uri: string, namespace: string | undefined, capsuleName: string): Promise<string | undefined> {
-  const client = await connect(uri, { purpose: 'reading the capsule' });
-  try {
-    return (await new CapsuleStore(client, namespace === undefined ? {} : { namespace }).find(capsuleName))?.header.kid;
-  } finally {
-    await client.close().catch(() => {});
   }
 }
 

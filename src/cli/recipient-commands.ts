@@ -3,14 +3,13 @@
  * `withRecipientCommands` adds them to the `keys` command (as backup-commands.ts does for the recovery ones).
  */
 import { RecipientNotFoundError, UsageError } from '../errors.ts';
-import { CapsuleStore, clusterLocatorOf, connect, DEFAULT_CAPSULE_NAME, DEFAULT_CAPSULE_NAMESPACE, grantRecipient, recipientMarkKey, replayMarkKey, rotateCmk } from '../mongo/index.ts';
-import { assertNotOlder, FileCapsuleWatermarks } from '../keys/capsule-watermarks.ts';
-import { decodeSecretIdentity, encodeSecretIdentity, parseCapsule, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
-import { sha256Hex } from '../mongo/capsule-store.ts';
+import { CapsuleStore, clusterLocatorOf, connect, DEFAULT_CAPSULE_NAME, DEFAULT_CAPSULE_NAMESPACE, grantRecipient, replayMarkKey, rotateCmk, type ReplayGuard } from '../mongo/index.ts';
+import { FileCapsuleWatermarks } from '../keys/capsule-watermarks.ts';
+import { decodeSecretIdentity, encodeSecretIdentity, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { millisFrom, parseCommandArgs, uriFrom } from './args.ts';
 import { recordSealedInCluster } from './capsule-locations.ts';
 import { loadPublicIdentityFile } from './crypto-commands.ts';
-import { firstRecipientKid, keyManagerFor } from './mongo-commands.ts';
+import { keyManagerFor } from './mongo-commands.ts';
 import type { CliIO, Command } from './types.ts';
 
 export const RECIPIENT_USAGE = `
@@ -51,7 +50,8 @@ async function grant(args: string[], io: CliIO): Promise<number> {
       uri,
       capsuleName,
       recipient,
-      unwrap: await checkedUnwrap(km, identity, uri, values.capsules, capsuleName),
+      unwrap: (c) => km.unwrap(c, identity),
+      replay: replayGuard(uri, values.capsules, capsuleName),
       signer,
       ...(values.capsules === undefined ? {} : { capsuleNamespace: values.capsules }),
       ...(values['key-vault'] === undefined ? {} : { keyVaultNamespace: values['key-vault'] }),
@@ -106,7 +106,8 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
         capsuleName,
         recipient: secret,
         signer: secret,
-        unwrap: await checkedUnwrap(km, identity, uri, values.capsules, capsuleName),
+        unwrap: (c) => km.unwrap(c, identity),
+        replay: replayGuard(uri, values.capsules, capsuleName),
         revokeKid: kid,
         ...namespaces,
         ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
@@ -152,22 +153,12 @@ async function alreadyRevoked(uri: string, namespace: string | undefined, capsul
   }
 }
 
-/** The identity's unwrap, refusing (never raising) a capsule older than this machine's replay mark for it. */
-async function checkedUnwrap(km: Awaited<ReturnType<typeof keyManagerFor>>, identity: string, uri: string, namespace: string | undefined, capsuleName: string) {
-  const marks = new FileCapsuleWatermarks();
-  const base = replayMarkKey(clusterLocatorOf(uri), namespace ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
-  const primaryKid = await firstRecipientKid(uri, namespace, capsuleName);
-  return async (c: Uint8Array) => {
-    const cmk = await km.unwrap(c, identity);
-    try {
-      const header = parseCapsule(c).header;
-      assertNotOlder(await marks.get(recipientMarkKey(base, primaryKid, header.kid)), { createdAt: header.createdAt.getTime(), sha256: sha256Hex(c) }, `capsule ${capsuleName}`);
-    } catch (e) {
-      cmk.fill(0);
-      throw e;
-    }
-    return cmk;
-  };
+/**
+ * This machine's replay marks for the capsule (capsule-watermarks.ts): the grant or revocation refuses a live
+ * capsule older than the newest opened here (a retired generation written back), and raises the mark otherwise.
+ */
+function replayGuard(uri: string, namespace: string | undefined, capsuleName: string): ReplayGuard {
+  return { store: new FileCapsuleWatermarks(), key: replayMarkKey(clusterLocatorOf(uri), namespace ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName) };
 }
 
 const RECIPIENT_SUBCOMMANDS: Record<string, (args: string[], io: CliIO) => Promise<number>> = { grant, revoke };

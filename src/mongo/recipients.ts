@@ -13,7 +13,7 @@ import { CapsuleConflictError, CapsuleAuthError, InvalidArgumentError } from '..
 import { timingSafeEqual } from 'node:crypto';
 import { CapsuleStore } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS } from './connection.ts';
-import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type Unwrapper } from './encrypted-client.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, toUnwrapFn, type ReplayGuard, type Unwrapper } from './encrypted-client.ts';
 import { DEFAULT_KEY_VAULT_NAMESPACE } from './key-vault.ts';
 import { proveCapsuleCmk } from './rotation.ts';
 
@@ -35,6 +35,11 @@ export interface GrantRecipientOptions {
   keyVaultNamespace?: string;
   serverSelectionTimeoutMS?: number;
   onProgress?: (message: string) => void;
+  /**
+   * Replay marks (capsule-watermarks.ts): refuse to seal a live capsule older than the newest this machine opened
+   * (a retired generation written back) for anyone, and raise the mark to it otherwise. Default: no check.
+   */
+  replay?: ReplayGuard;
 }
 
 export interface GrantRecipientResult {
@@ -70,12 +75,15 @@ export async function grantRecipient(options: GrantRecipientOptions): Promise<Gr
       }
       if (record.pendingRotation !== null) {
         throw new CapsuleConflictError(`capsule ${capsuleName}: a CMK rotation (${record.pendingRotation.id}) is pending; nothing was granted`, {
-          hint: `finish it first with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` (or undo it with \`--abandon\`), then grant again`,
+          hint:
+            record.pendingRotation.revokedKid === null
+              ? `finish it first with \`mongo-capsule rotate-cmk --capsule ${capsuleName}\` (or undo it with \`--abandon\`), then grant again`
+              : `finish the revocation first with \`mongo-capsule keys revoke --kid ${record.pendingRotation.revokedKid} --capsule ${capsuleName}\`, then grant again`,
         });
       }
       // Opening verifies the signature of the granter's own entry; its CMK must also open the capsule's data keys,
       // so that nobody is granted a CMK that was substituted in the database.
-      const keys = await capsuleKeys(record, unwrap);
+      const keys = await capsuleKeys(record, unwrap, options.replay);
       try {
         const { checked } = await proveCapsuleCmk(client, record, { unwrap, keyVaultNamespace, limit: 1 });
         onProgress?.(checked === 0 ? `capsule ${capsuleName} has no data key yet (nothing to check its CMK against)` : `the CMK of capsule ${capsuleName} opens its data keys`);

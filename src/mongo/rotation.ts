@@ -35,7 +35,7 @@ import { CapsuleAuthError, CapsuleConflictError, CmkMismatchError, InvalidArgume
 import { CapsuleStore, DEFAULT_CAPSULE_NAMESPACE, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { capsuleKeys, DEFAULT_CAPSULE_NAME, DEFAULT_REFRESH_INTERVAL_MS, toUnwrapFn, type CapsuleKeys, type UnwrapFn, type Unwrapper } from './encrypted-client.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, DEFAULT_REFRESH_INTERVAL_MS, toUnwrapFn, type CapsuleKeys, type ReplayGuard, type UnwrapFn, type Unwrapper } from './encrypted-client.ts';
 import { DEFAULT_KEY_VAULT_NAMESPACE, isHmacFailure, keyVaultCollection, verifyDataKeys } from './key-vault.ts';
 
 export type RotationStep = 'prepared' | 'rewrapped' | 'swapped';
@@ -61,6 +61,11 @@ export interface RotateCmkOptions {
   signer?: Pick<SecretIdentity, 'signer' | 'signerSecretKey'>;
   /** Opens capsules (the live one, and the new one as a check before it is stored). */
   unwrap: Unwrapper;
+  /**
+   * Replay marks (capsule-watermarks.ts): refuse to rotate from a live capsule older than the newest this machine
+   * opened (a retired generation written back), and raise the mark to it otherwise. Default: no check.
+   */
+  replay?: ReplayGuard;
   keyVaultNamespace?: string;
   capsuleNamespace?: string;
   serverSelectionTimeoutMS?: number;
@@ -118,7 +123,7 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
     if (record.pendingRotation === null) {
       // Prove that this caller opens the live capsule, and that its CMK opens the capsule's data keys, before
       // anything is written: a pending rotation that cannot finish would lock everyone out of the capsule.
-      const liveKeys = await capsuleKeys(record, unwrap);
+      const liveKeys = await capsuleKeys(record, unwrap, options.replay);
       let pending: PendingRotation;
       try {
         await proveKeys(client, record, liveKeys, keyVaultNamespace, onProgress);
@@ -161,7 +166,7 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
     const pending = record.pendingRotation;
     if (pending === null) throw new CapsuleConflictError(`capsule ${capsuleName}: the CMK rotation just started is not visible; rerun rotate-cmk to finish it`);
     const fromProvider = record.kmsProvider;
-    const keys = await capsuleKeys(record, unwrap).catch((e: unknown) => {
+    const keys = await capsuleKeys(record, unwrap, options.replay).catch((e: unknown) => {
       throw incomplete(e, capsuleName, pending.id);
     });
     let rewrapped = 0;

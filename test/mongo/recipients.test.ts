@@ -311,6 +311,9 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
       } }),
     ).rejects.toThrow(SimulatedCrash);
     const before = await snapshot('undo');
+    // Granting meanwhile is refused too, pointing at the command that finishes the revocation.
+    await expect(grantRecipient({ uri: server.uri, ...ns, capsuleName: 'undo', recipient: carol.pub, unwrap: opener(alice), signer: alice.secret })).rejects.toThrow(CapsuleConflictError);
+    await expect(grantRecipient({ uri: server.uri, ...ns, capsuleName: 'undo', recipient: carol.pub, unwrap: opener(alice), signer: alice.secret })).rejects.toMatchObject({ hint: expect.stringContaining(`keys revoke --kid ${bob.pub.kid}`) });
     const refused = abandonCmkRotation({ uri: server.uri, ...ns, capsuleName: 'undo', unwrap: opener(alice) });
     await expect(refused).rejects.toThrow(CapsuleConflictError);
     await expect(refused).rejects.toThrow(new RegExp(`revokes ${bob.pub.kid}`));
