@@ -3,8 +3,8 @@
  * a stuck rotation can be abandoned; data keys are scoped to their capsule; clients survive a CMK rotation.
  */
 import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Binary, type Document, type MongoClient } from 'mongodb';
+import { expect, it } from 'vitest';
+import { Binary, type Document } from 'mongodb';
 import { capsuleToDocument, generateCmk, wrapKey } from '../../src/crypto/index.ts';
 import {
   abandonCmkRotation,
@@ -17,29 +17,20 @@ import {
   sha256Hex,
 } from '../../src/mongo/index.ts';
 import { CmkMismatchError, RotationIncompleteError } from '../../src/errors.ts';
-import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
+import { describeWithCsfle, server } from './support/server.ts';
+import { ownerOptions, testDatabase } from './support/fixture.ts';
 import { testIdentity } from './support/identity.ts';
 
 class SimulatedCrash extends Error {}
 
 describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
-  const db = uniqueDbName('cmksafety');
-  const capsuleNamespace = `${db}.capsules`;
-  const keyVaultNamespace = `${db}.__keyVault`;
+  const t = testDatabase('cmksafety');
+  const { db, capsuleNamespace, keyVaultNamespace } = t;
   const owner = testIdentity('owner');
-  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 };
-  let plain: MongoClient;
+  const common = ownerOptions(t, owner);
 
-  beforeAll(async () => {
-    plain = await connectTestClient();
-  });
-  afterAll(async () => {
-    await plain?.db(db).dropDatabase();
-    await plain?.close();
-  });
-
-  const capsules = () => plain.db(db).collection('capsules');
-  const keyVault = () => plain.db(db).collection('__keyVault');
+  const capsules = () => t.plain.db(db).collection('capsules');
+  const keyVault = () => t.plain.db(db).collection('__keyVault');
 
   async function seedData(name: string, n: number, keyNames = [`${name}-a`]): Promise<void> {
     await provisionCluster({ ...common, capsuleName: name, dataKeyAltNames: keyNames });
@@ -76,12 +67,12 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
     expect(after.pendingRotation).toBeUndefined();
     expect(after.sha256).toBe(before.sha256);
     expect(await keyVault().find({}).sort({ _id: 1 }).toArray()).toEqual(keysBefore);
-    await expect(proveCapsuleCmk(plain, await new CapsuleStore(plain, { namespace: capsuleNamespace }).load(name), { unwrap: owner.unwrap, keyVaultNamespace })).rejects.toBeInstanceOf(CmkMismatchError);
+    await expect(proveCapsuleCmk(t.plain, await new CapsuleStore(t.plain, { namespace: capsuleNamespace }).load(name), { unwrap: owner.unwrap, keyVaultNamespace })).rejects.toBeInstanceOf(CmkMismatchError);
   });
 
   it('reading with a CMK that does not match is a typed error, not a raw HMAC failure', async () => {
     const name = 'foreign-cmk';
-    const raw = await plain.db(db).collection('data').findOne({ capsule: name });
+    const raw = await t.plain.db(db).collection('data').findOne({ capsule: name });
     const enc = await openEncryptedClient({ ...common, capsuleName: name });
     try {
       await expect(enc.decrypt(raw!.a as Binary)).rejects.toBeInstanceOf(CmkMismatchError);
@@ -97,7 +88,7 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
     // Start a rotation, crash after the rewrap was recorded, then break the live CMK: what older versions left.
     await expect(rotateCmk({ ...common, capsuleName: name, afterStep: (s) => { if (s === 'prepared') throw new SimulatedCrash('stop'); } })).rejects.toBeInstanceOf(SimulatedCrash);
     const pending = (await capsules().findOne({ name }))!.pendingRotation as Document;
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     // The owner's live CMK no longer matches the key vault: finishing cannot work.
     const live = await store.load(name);
     await replaceCmk(name);
@@ -118,7 +109,7 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
   it('abandon moves keys already moved back to the live CMK, crash-safe and resumable', async () => {
     const name = 'abandon';
     await seedData(name, 3, [`${name}-a`, `${name}-b`]);
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     const before = await store.load(name);
     await expect(rotateCmk({ ...common, capsuleName: name, afterStep: (s) => { if (s === 'rewrapped') throw new SimulatedCrash('stop'); } })).rejects.toBeInstanceOf(SimulatedCrash);
     const providers = async () => (await keyVault().find({ keyAltNames: { $regex: `^${name}/` } }).toArray()).map((k) => k.masterKey.provider as string);
@@ -223,7 +214,7 @@ describeWithCsfle(`CMK and key vault safety (${server.description})`, () => {
     const col = () => enc.client.db(db).collection('data');
     try {
       expect((await col().find({ capsule: name }).sort({ i: 1 }).toArray()).map((d) => d.a)).toEqual(['value-0', 'value-1']);
-      const oldDoc = await plain.db(db).collection('data').findOne({ capsule: name, i: 0 });
+      const oldDoc = await t.plain.db(db).collection('data').findOne({ capsule: name, i: 0 });
       await rotateCmk({ ...common, capsuleName: name });
       await new Promise((r) => setTimeout(r, 400));
       // Explicit helpers: libmongocrypt lacks the new provider, the client switches and carries on.

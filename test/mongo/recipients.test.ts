@@ -3,21 +3,21 @@
  * one, a revocation rotates the CMK past one, rotations re-seal for all of them (resumably), and entries written
  * by someone without the CMK (or left from an older generation) never get a new CMK.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Binary, ClientEncryption, type Document, type MongoClient } from 'mongodb';
+import { describe, expect, it, vi } from 'vitest';
+import { Binary, ClientEncryption, type Document } from 'mongodb';
 import { encodePublicIdentity, generateCmk, parseCapsule, recipientTag, unwrapKey, wrapKey } from '../../src/crypto/index.ts';
 import { CapsuleAuthError, CapsuleConflictError, InvalidArgumentError, RecipientInvalidError, RecipientNotFoundError } from '../../src/errors.ts';
 import { KeyManager, MemoryKeychain } from '../../src/keys/index.ts';
 import { abandonCmkRotation, capsuleKeys, CapsuleStore, type EncryptedClient, grantRecipient, openEncryptedClient, provisionCluster, rotateCmk, sha256Hex } from '../../src/mongo/index.ts';
-import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
+import { describeWithCsfle, server } from './support/server.ts';
+import { ownerOptions, testDatabase } from './support/fixture.ts';
 import { testIdentity, type TestIdentity } from './support/identity.ts';
 
 class SimulatedCrash extends Error {}
 
 describeWithCsfle(`several recipients per capsule (${server.description})`, () => {
-  const db = uniqueDbName('recipients');
-  const capsuleNamespace = `${db}.capsules`;
-  const keyVaultNamespace = `${db}.__keyVault`;
+  const t = testDatabase('recipients');
+  const { db, capsuleNamespace, keyVaultNamespace } = t;
   const alice = testIdentity('alice');
   const bob = testIdentity('bob');
   const carol = testIdentity('carol');
@@ -27,17 +27,8 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
   const opener = (id: TestIdentity) => async (c: Uint8Array) => unwrapKey(c, id.secret, { signers: team.map((t) => t.pub) });
   const ns = { capsuleNamespace, keyVaultNamespace };
   const common = { uri: server.uri, ...ns, clientRefreshWaitMS: 0 };
-  let plain: MongoClient;
 
-  beforeAll(async () => {
-    plain = await connectTestClient();
-  });
-  afterAll(async () => {
-    await plain?.db(db).dropDatabase();
-    await plain?.close();
-  });
-
-  const capsules = () => plain.db(db).collection('capsules');
+  const capsules = () => t.plain.db(db).collection('capsules');
 
   async function seedFor(name: string, recipients: TestIdentity[], signer = recipients[0]!): Promise<void> {
     await provisionCluster({
@@ -73,8 +64,8 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
   async function snapshot(name: string): Promise<{ capsule: Document | null; keys: number; history: number }> {
     return {
       capsule: await capsules().findOne({ name }, { projection: { _id: 0 } }),
-      keys: await plain.db(db).collection('__keyVault').countDocuments({}),
-      history: await plain.db(db).collection('capsules.history').countDocuments({ name }),
+      keys: await t.plain.db(db).collection('__keyVault').countDocuments({}),
+      history: await t.plain.db(db).collection('capsules.history').countDocuments({ name }),
     };
   }
 
@@ -85,7 +76,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
     expect(await read('pair', alice)).toEqual(['a1', 'b1']);
     expect(await read('pair', bob)).toEqual(['a1', 'b1']);
     // One CMK: both recipients' capsules open to the same bytes.
-    const record = await new CapsuleStore(plain, { namespace: capsuleNamespace }).load('pair');
+    const record = await new CapsuleStore(t.plain, { namespace: capsuleNamespace }).load('pair');
     expect(record.recipients.map((r) => r.header.kid)).toEqual([alice.pub.kid, bob.pub.kid]);
     const [ka, kb] = await Promise.all([capsuleKeys(record, opener(alice)), capsuleKeys(record, opener(bob))]);
     try {
@@ -154,7 +145,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
   it('revoke: the CMK is rotated past the revoked key, everyone else reads everything; resumable after a crash', async () => {
     await seedFor('rev', [alice, bob, carol]);
     await write('rev', bob, ['by-bob']);
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     const old = await store.load('rev');
     const bobsOldEntry = old.recipients.find((e) => e.header.kid === bob.pub.kid)!;
 
@@ -200,7 +191,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
 
   it('revoke: writes after it use fresh data keys, so the revoked key, with the old CMK and a copy of the key vault, decrypts none of them', async () => {
     await seedFor('epoch', [alice, bob, carol]);
-    const data = plain.db(db).collection('data');
+    const data = t.plain.db(db).collection('data');
     const open = (id: TestIdentity) => openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'epoch', unwrap: opener(id), watermarks: false, refreshIntervalMS: 0 });
     const insertWith = async (enc: EncryptedClient, n: string) => {
       await data.insertOne({ capsule: 'epoch', n, v: await enc.encryptDeterministic('same value', 'ssn'), r: await enc.encryptRandom(`random ${n}`, 'ssn') });
@@ -219,9 +210,9 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
     const carolsLive = await open(carol);
     await carolsLive.dataKey('ssn');
     // What a member can keep: the CMK it opened, and a copy of the key vault it could read.
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     const bobsKeys = await capsuleKeys(await store.load('epoch'), opener(bob));
-    await plain.db(db).collection('bobsVault').insertMany(await plain.db(db).collection('__keyVault').find({}).toArray());
+    await t.plain.db(db).collection('bobsVault').insertMany(await t.plain.db(db).collection('__keyVault').find({}).toArray());
     try {
       // Revoked, with a crash right after the revocation was recorded: writes made meanwhile are closed to Bob too.
       await expect(
@@ -238,7 +229,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
 
       const stored = async (n: string) => (await data.findOne({ capsule: 'epoch', n }))!;
       for (const vault of [`${db}.bobsVault`, keyVaultNamespace]) {
-        const bobs = new ClientEncryption(plain, { keyVaultNamespace: vault, kmsProviders: bobsKeys.kmsProviders });
+        const bobs = new ClientEncryption(t.plain, { keyVaultNamespace: vault, kmsProviders: bobsKeys.kmsProviders });
         if (vault !== keyVaultNamespace) {
           // The attack is real: with his copy Bob still decrypts what was written before the revocation.
           expect(await bobs.decrypt((await stored('before')).v)).toBe('same value');
@@ -262,9 +253,9 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
             ['live', 'same value', 'random live'],
           ]);
           // No key of that name in any epoch: nothing to match, and no key is made by asking.
-          const keysBefore = await plain.db(db).collection('__keyVault').countDocuments({});
+          const keysBefore = await t.plain.db(db).collection('__keyVault').countDocuments({});
           expect(await enc.queryValues('same value', 'never-made')).toEqual([]);
-          expect(await plain.db(db).collection('__keyVault').countDocuments({})).toBe(keysBefore);
+          expect(await t.plain.db(db).collection('__keyVault').countDocuments({})).toBe(keysBefore);
           // The current epoch alone finds only what was written since the revocation.
           expect(await enc.client.db(db).collection('data').countDocuments({ capsule: 'epoch', v: await enc.encryptDeterministic('same value', 'ssn') })).toBe(3);
         } finally {
@@ -286,7 +277,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
         if (s === 'prepared') throw new SimulatedCrash(s);
       } }),
     ).rejects.toThrow(SimulatedCrash);
-    const vault = plain.db(db).collection('__keyVault');
+    const vault = t.plain.db(db).collection('__keyVault');
     const keysBefore = await vault.countDocuments({});
     const bobs = await openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'first', unwrap: opener(bob), watermarks: false, refreshIntervalMS: 0 });
     try {
@@ -321,7 +312,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
     // Asked by name, it is undone: the CMK stays, which Bob holds, so he is back on the list, and can be revoked again.
     const undone = await abandonCmkRotation({ uri: server.uri, ...ns, capsuleName: 'undo', unwrap: opener(alice), undoRevocation: true });
     expect(undone.abandoned).toBe(true);
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     expect((await store.load('undo')).recipients.map((e) => e.header.kid)).toEqual([alice.pub.kid, bob.pub.kid]);
     expect(await read('undo', bob)).toEqual(['by-bob']);
     const again = await rotateCmk({ ...common, capsuleName: 'undo', signer: alice.secret, unwrap: opener(alice), revokeKid: bob.pub.kid });
@@ -390,7 +381,7 @@ describeWithCsfle(`several recipients per capsule (${server.description})`, () =
       // Without the identity option the key manager's default identity is used, which is no recipient.
       await expect(openEncryptedClient({ uri: server.uri, ...ns, capsuleName: 'dan', unwrap: km, watermarks: false })).rejects.toThrow(/is not in the keychain/);
 
-      const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+      const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
       const aliceEntry = (await store.load('dan')).recipients[0]!;
       const report = await km.rotate('dan', [store.recipientView()]);
       expect(report).toMatchObject({ retired: true, rewrapped: [`${store.description}: dan`] });

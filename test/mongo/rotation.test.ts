@@ -1,26 +1,16 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { MongoClient } from 'mongodb';
+import { expect, it } from 'vitest';
 import { CapsuleStore, openEncryptedClient, provisionCluster, rotateCmk, type RotationStep } from '../../src/mongo/index.ts';
-import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
+import { describeWithCsfle, server } from './support/server.ts';
+import { ownerOptions, testDatabase } from './support/fixture.ts';
 import { testIdentity } from './support/identity.ts';
 
 class SimulatedCrash extends Error {}
 
 describeWithCsfle(`CMK rotation (${server.description})`, () => {
-  const db = uniqueDbName('rotation');
-  const capsuleNamespace = `${db}.capsules`;
-  const keyVaultNamespace = `${db}.__keyVault`;
+  const t = testDatabase('rotation');
+  const { db, capsuleNamespace, keyVaultNamespace } = t;
   const owner = testIdentity('owner');
-  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 };
-  let plain: MongoClient;
-
-  beforeAll(async () => {
-    plain = await connectTestClient();
-  });
-  afterAll(async () => {
-    await plain?.db(db).dropDatabase();
-    await plain?.close();
-  });
+  const common = ownerOptions(t, owner);
 
   /** Provisions capsule `name` with two data keys and writes `n` encrypted documents. */
   async function seedData(name: string, n: number): Promise<void> {
@@ -55,14 +45,14 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
     await seedData('plain-rotation', 5);
     const r = await rotateCmk({ ...common, capsuleName: 'plain-rotation' });
     expect(r).toMatchObject({ resumed: false, fromProvider: 'local:g1_plain_2drotation', toProvider: 'local:g2_plain_2drotation', rewrapped: 2, generation: 2, kid: owner.pub.kid });
-    const keys = await plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: ['plain-rotation/plain-rotation-a', 'plain-rotation/plain-rotation-b'] } }).toArray();
+    const keys = await t.plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: ['plain-rotation/plain-rotation-a', 'plain-rotation/plain-rotation-b'] } }).toArray();
     expect(keys.map((k) => k.masterKey.provider)).toEqual([r.toProvider, r.toProvider]);
     await expectAllDecrypt('plain-rotation', 5);
     // New data keys after the rotation go under the new provider.
     const enc = await openEncryptedClient({ ...common, capsuleName: 'plain-rotation' });
     try {
       await enc.dataKey('plain-rotation-c');
-      const k = await plain.db(db).collection('__keyVault').findOne({ keyAltNames: 'plain-rotation/plain-rotation-c' });
+      const k = await t.plain.db(db).collection('__keyVault').findOne({ keyAltNames: 'plain-rotation/plain-rotation-c' });
       expect(k?.masterKey.provider).toBe(r.toProvider);
     } finally {
       await enc.close();
@@ -71,7 +61,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
     const r2 = await rotateCmk({ ...common, capsuleName: 'plain-rotation' });
     expect(r2.toProvider).toBe('local:g3_plain_2drotation');
     await expectAllDecrypt('plain-rotation', 5);
-    const history = await new CapsuleStore(plain, { namespace: capsuleNamespace }).history('plain-rotation');
+    const history = await new CapsuleStore(t.plain, { namespace: capsuleNamespace }).history('plain-rotation');
     expect(history.map((h) => [h.generation, h.kmsProvider, h.replacedBy])).toEqual([
       [1, 'local:g1_plain_2drotation', 'cmk-rotation'],
       [2, 'local:g2_plain_2drotation', 'cmk-rotation'],
@@ -95,7 +85,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
 
       // Between the crash and the re-run, applications keep working.
       await expectAllDecrypt(name, 4);
-      const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+      const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
       const mid = await store.load(name);
       expect(mid.pendingRotation === null).toBe(step === 'swapped');
 
@@ -106,7 +96,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
       expect(again.toProvider).toMatch(step === 'swapped' ? /^local:g3_/ : /^local:g2_/);
       const done = await store.load(name);
       expect(done.pendingRotation).toBeNull();
-      const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: [`${name}/${name}-a`, `${name}/${name}-b`] } }).toArray()).map((k) => k.masterKey.provider);
+      const providers = (await t.plain.db(db).collection('__keyVault').find({ keyAltNames: { $in: [`${name}/${name}-a`, `${name}/${name}-b`] } }).toArray()).map((k) => k.masterKey.provider);
       expect(providers).toEqual([done.kmsProvider, done.kmsProvider]);
       await expectAllDecrypt(name, 4);
     });
@@ -116,7 +106,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
     const name = 'pending-blocks-kem';
     await seedData(name, 1);
     await expect(rotateCmk({ ...common, capsuleName: name, afterStep: () => Promise.reject(new SimulatedCrash('stop')) })).rejects.toBeInstanceOf(SimulatedCrash);
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     const live = await store.load(name);
     expect(live.pendingRotation).not.toBeNull();
     // Same CMK resealed (what KEM-key rotation does): refused while the rotation is pending.
@@ -128,7 +118,7 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
   it('a rotation by an identity that cannot open the capsule, or for another key, changes nothing', async () => {
     const name = 'wrong-identity';
     await seedData(name, 2);
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     const before = await store.load(name);
     const stranger = testIdentity('stranger');
     // Someone else's identity: it would seal (and prove) a next CMK for itself; the live capsule refuses it first.
@@ -154,14 +144,14 @@ describeWithCsfle(`CMK rotation (${server.description})`, () => {
       await expect(early.dataKey(`${name}-a`)).resolves.toBeDefined();
       await expect(early.dataKey(`${name}-new`)).resolves.toBeDefined();
       expect(early.capsule.generation).toBe(2);
-      const created = await plain.db(db).collection('__keyVault').findOne({ keyAltNames: `${name}/${name}-new` });
+      const created = await t.plain.db(db).collection('__keyVault').findOne({ keyAltNames: `${name}/${name}-new` });
       expect(created?.masterKey.provider).toBe('local:g2_stale_2dclient');
     } finally {
       await early.close();
     }
-    const store = new CapsuleStore(plain, { namespace: capsuleNamespace });
+    const store = new CapsuleStore(t.plain, { namespace: capsuleNamespace });
     const live = await store.load(name);
-    const providers = (await plain.db(db).collection('__keyVault').find({ keyAltNames: { $regex: `^${name}/` } }).toArray()).map((k) => k.masterKey.provider);
+    const providers = (await t.plain.db(db).collection('__keyVault').find({ keyAltNames: { $regex: `^${name}/` } }).toArray()).map((k) => k.masterKey.provider);
     expect(new Set(providers)).toEqual(new Set([live.kmsProvider]));
   });
 

@@ -5,31 +5,22 @@
  * document), the error is typed and says what to do.
  */
 import type { EventEmitter } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Binary, ClientEncryption, ClientSession, Collection, Db, FindCursor, MongoClient } from 'mongodb';
 import { openEncryptedClient, provisionCluster, RANDOM, rotateCmk, type EncryptedClient } from '../../src/mongo/index.ts';
 import { CmkRotatedError } from '../../src/errors.ts';
-import { connectTestClient, describeWithCsfle, server, uniqueDbName } from './support/server.ts';
+import { describeWithCsfle, server } from './support/server.ts';
+import { ownerOptions, testDatabase } from './support/fixture.ts';
 import { describeIf } from '../support/skip.ts';
 import { testIdentity } from './support/identity.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, () => {
-  const db = uniqueDbName('stale');
-  const capsuleNamespace = `${db}.capsules`;
-  const keyVaultNamespace = `${db}.__keyVault`;
+  const t = testDatabase('stale');
+  const { db, capsuleNamespace, keyVaultNamespace } = t;
   const owner = testIdentity('owner');
-  const common = { uri: server.uri, recipient: owner.pub, signer: owner.secret, unwrap: owner.unwrap, capsuleNamespace, keyVaultNamespace, clientRefreshWaitMS: 0 };
-  let plain: MongoClient;
-
-  beforeAll(async () => {
-    plain = await connectTestClient();
-  });
-  afterAll(async () => {
-    await plain?.db(db).dropDatabase();
-    await plain?.close();
-  });
+  const common = ownerOptions(t, owner);
 
   /** A capsule with `n` documents i = 0…n-1 holding a = 'value-i' (random encryption) in collection `name`. */
   async function seed(name: string, n: number): Promise<void> {
@@ -148,7 +139,7 @@ describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, 
     try {
       const ce = enc.encryption;
       expect(ce).toBeInstanceOf(ClientEncryption);
-      const old = (await plain.db(db).collection(name).findOne({ i: 0 }))!.a as Binary;
+      const old = (await t.plain.db(db).collection(name).findOne({ i: 0 }))!.a as Binary;
       expect(await ce.decrypt(old)).toBe('value-0');
       const keyId = await enc.dataKey('a');
       await rotateAndExpire(name);
@@ -205,7 +196,7 @@ describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, 
       expect((err as CmkRotatedError).message).toMatch(/was applied/);
       expect((err as CmkRotatedError).hint).toMatch(/read the document again/);
       // Applied exactly once, and the next read decrypts it.
-      expect((await plain.db(db).collection(name).findOne({ i: 0 }))?.n).toBe(1);
+      expect((await t.plain.db(db).collection(name).findOne({ i: 0 }))?.n).toBe(1);
       expect(await people.findOne({ i: 0 })).toMatchObject({ a: 'value-0', n: 1 });
     } finally {
       await enc.close();
@@ -320,7 +311,7 @@ describeWithCsfle(`handles kept across a CMK rotation (${server.description})`, 
           expect(err).toBeInstanceOf(CmkRotatedError);
           expect((err as CmkRotatedError).hint).toMatch(/transaction/);
           await session.abortTransaction().catch(() => {});
-          expect(await plain.db(db).collection(name).countDocuments({ i: 9 })).toBe(0);
+          expect(await t.plain.db(db).collection(name).countDocuments({ i: 9 })).toBe(0);
         } finally {
           await session.endSession();
         }
