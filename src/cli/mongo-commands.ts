@@ -3,7 +3,7 @@
  * better (it keeps passwords off command lines and out of shell history), from the MONGODB_URI variable.
  */
 import { recordSealedInCluster } from './capsule-locations.ts';
-import { decodeSecretIdentity, encodePublicIdentity, encodeSecretIdentity, generateCmk, parseCapsule, recipientTag, toPublicIdentity, verifyCapsule, wipeSecretIdentity, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { copySecretIdentity, encodePublicIdentity, generateCmk, parseCapsule, recipientTag, toPublicIdentity, verifyCapsule, wipeSecretIdentity, wrapKey, type PublicIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { CapsuleOwnedByOtherKeyError, EndorseRefusedError, isMongoCapsuleError, UsageError } from '../errors.ts';
 import { KeyManager, type KeyManagerOptions } from '../keys/manager.ts';
 import { KEYCHAIN_SERVICE, OsKeychain } from '../keys/keychain.ts';
@@ -253,7 +253,7 @@ ${NAMESPACE_HELP}
       }
       // A copy of our own: the key manager wipes its cached identity when the cache time runs out, which a rotation
       // (it waits for running clients) can outlast.
-      const secret = decodeSecretIdentity(encodeSecretIdentity(await km.getSecretIdentity(identity)));
+      const secret = copySecretIdentity(await km.getSecretIdentity(identity));
       owned = secret;
       // A CMK a rotation retired must not come back through rotate-cmk either: the rotation checks the live capsule
       // against the replay mark the encrypted clients of this machine keep.

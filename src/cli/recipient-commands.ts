@@ -5,7 +5,7 @@
 import { RecipientNotFoundError, UsageError } from '../errors.ts';
 import { CapsuleStore, clusterLocatorOf, connect, DEFAULT_CAPSULE_NAME, DEFAULT_CAPSULE_NAMESPACE, grantRecipient, replayMarkKey, rotateCmk, type ReplayGuard } from '../mongo/index.ts';
 import { FileCapsuleWatermarks } from '../keys/capsule-watermarks.ts';
-import { decodeSecretIdentity, encodeSecretIdentity, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { copySecretIdentity, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
 import { millisFrom, parseCommandArgs, uriFrom } from './args.ts';
 import { recordSealedInCluster } from './capsule-locations.ts';
 import { loadPublicIdentityFile } from './crypto-commands.ts';
@@ -44,8 +44,9 @@ async function grant(args: string[], io: CliIO): Promise<number> {
   let r;
   let signer: SecretIdentity | undefined;
   try {
-    // A copy of our own: the key manager wipes its cached identity when the cache time runs out (see ownCopy).
-    signer = ownCopy(await km.getSecretIdentity(identity));
+    // A copy of our own: the key manager wipes its cached identity when the cache time runs out, which a revocation
+    // (it waits for running clients) can outlast.
+    signer = copySecretIdentity(await km.getSecretIdentity(identity));
     r = await grantRecipient({
       uri,
       capsuleName,
@@ -98,7 +99,7 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
   const km = await keyManagerFor(io, { trustedSigners: await Promise.all((values.trust ?? []).map(loadPublicIdentityFile)) });
   let secret: SecretIdentity | undefined;
   try {
-    secret = ownCopy(await km.getSecretIdentity(identity));
+    secret = copySecretIdentity(await km.getSecretIdentity(identity));
     let r;
     try {
       r = await rotateCmk({
@@ -132,14 +133,6 @@ async function revoke(args: string[], io: CliIO): Promise<number> {
     if (secret !== undefined) wipeSecretIdentity(secret);
     km.clearCache();
   }
-}
-
-/**
- * A secret identity of the caller's own: the key manager's cached one is borrowed, and wiped when the cache time
- * runs out, which a revocation (it waits for running clients) can outlast.
- */
-function ownCopy(id: SecretIdentity): SecretIdentity {
-  return decodeSecretIdentity(encodeSecretIdentity(id));
 }
 
 /** The capsule's history shows a rotation that revoked `kid`. */

@@ -124,6 +124,20 @@ export function toPublicIdentity(id: PublicIdentity): PublicIdentity {
   };
 }
 
+/**
+ * An independent copy of a secret identity (its own buffers: wiping one leaves the other intact), for a caller
+ * that must keep it while the original may be wiped (a key manager's cache entry expiring).
+ */
+export function copySecretIdentity(id: SecretIdentity): SecretIdentity {
+  return {
+    ...toPublicIdentity(id),
+    kemSeed: id.kemSeed === undefined ? undefined : Uint8Array.from(id.kemSeed),
+    kemSecretKey: Uint8Array.from(id.kemSecretKey),
+    signerSeed: Uint8Array.from(id.signerSeed),
+    signerSecretKey: Uint8Array.from(id.signerSecretKey),
+  };
+}
+
 /** Overwrite every secret byte of an identity with zeros. The object must not be used afterwards. */
 export function wipeSecretIdentity(id: SecretIdentity): void {
   id.kemSeed?.fill(0);

@@ -12,7 +12,7 @@
  */
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { decodeSecretIdentity, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
+import { copySecretIdentity, decodeSecretIdentity, wipeSecretIdentity, type SecretIdentity } from '../crypto/index.ts';
 import {
   FileNotFoundError,
   InsecureFilePermissionsError,
@@ -163,15 +163,7 @@ export async function loadSecretIdentity(name = 'default', options: SecretSource
   const manager = new KeyManager({ keychain: await resolveKeychain(options), cacheTtlMs: 0 });
   const borrowed = await manager.getSecretIdentity(name);
   // Hand out an independent copy and zeroize the manager's at once.
-  const copy: SecretIdentity = {
-    ...borrowed,
-    publicKey: Uint8Array.from(borrowed.publicKey),
-    signer: { ...borrowed.signer, publicKey: Uint8Array.from(borrowed.signer.publicKey) },
-    kemSeed: borrowed.kemSeed === undefined ? undefined : Uint8Array.from(borrowed.kemSeed),
-    kemSecretKey: Uint8Array.from(borrowed.kemSecretKey),
-    signerSeed: Uint8Array.from(borrowed.signerSeed),
-    signerSecretKey: Uint8Array.from(borrowed.signerSecretKey),
-  };
+  const copy = copySecretIdentity(borrowed);
   manager.clearCache();
   return copy;
 }

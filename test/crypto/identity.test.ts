@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   computeKid,
+  copySecretIdentity,
   decodePublicIdentity,
   decodeSecretIdentity,
   encodePublicIdentity,
@@ -90,5 +91,16 @@ describe('strict decoding', () => {
     } catch (e) {
       expect((e as Error).message).not.toContain(Buffer.from(id.kemSeed!).toString('base64').slice(0, 8));
     }
+  });
+});
+
+describe('copySecretIdentity', () => {
+  it('copies every field into buffers of its own: wiping the original leaves the copy whole', () => {
+    const id = generateIdentity('ml-kem-768', { name: 'copy' });
+    const copy = copySecretIdentity(id);
+    const encoded = encodeSecretIdentity(id);
+    wipeSecretIdentity(id);
+    expect(encodeSecretIdentity(copy)).toBe(encoded);
+    expect(copy.signerSecretKey.some((b) => b !== 0)).toBe(true);
   });
 });
