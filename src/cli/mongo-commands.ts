@@ -28,9 +28,7 @@ import {
   isCapsuleProvider,
   keyVaultCollection,
   clusterLocatorOf,
-  sha256Hex,
   replayMarkKey,
-  recipientMarkKey,
 } from '../mongo/index.ts';
 import { assertNotOlder, FileCapsuleWatermarks, watermarkKey } from '../keys/capsule-watermarks.ts';
 import { millisFrom, parseCommandArgs, uriFrom } from './args.ts';
@@ -256,31 +254,22 @@ ${NAMESPACE_HELP}
       const secret = copySecretIdentity(await km.getSecretIdentity(identity));
       owned = secret;
       // A CMK a rotation retired must not come back through rotate-cmk either: the rotation checks the live capsule
-      // against the replay mark the encrypted clients of this machine keep.
-      const marks = new FileCapsuleWatermarks();
-      const baseKey = replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName);
-      // The newest capsule this run opened (signature verified): after the rotation it is the live one.
-      let newest: { kid: string; createdAt: number; sha256: string } | undefined;
-      const unwrapTracked = async (c: Uint8Array) => {
-        const cmk = await km.unwrap(c, identity);
-        const header = parseCapsule(c).header;
-        if (newest === undefined || header.createdAt.getTime() > newest.createdAt) newest = { kid: header.kid, createdAt: header.createdAt.getTime(), sha256: sha256Hex(c) };
-        return cmk;
-      };
+      // against the replay mark the encrypted clients of this machine keep, and raises it to the new capsule.
       const r = await rotateCmk({
         uri,
         capsuleName,
         recipient: secret,
         signer: secret,
-        unwrap: unwrapTracked,
-        replay: { store: marks, key: baseKey, acceptRollback: values['accept-rollback'] === true },
+        unwrap: (c) => km.unwrap(c, identity),
+        replay: {
+          store: new FileCapsuleWatermarks(),
+          key: replayMarkKey(clusterLocatorOf(uri), values.capsules ?? DEFAULT_CAPSULE_NAMESPACE, capsuleName),
+          acceptRollback: values['accept-rollback'] === true,
+        },
         ...namespaces,
         ...(clientRefreshWaitMS === undefined ? {} : { clientRefreshWaitMS }),
         onProgress: (m) => io.stderr.write(`${m}\n`),
       });
-      // Raised only now that the rotation is done (an abandoned one keeps the older capsule live): from here on a
-      // write-back of the generation it retired is refused by this machine's clients, doctor and provisioning.
-      if (newest !== undefined) await marks.raise(recipientMarkKey(baseKey, r.kid, newest.kid), { createdAt: newest.createdAt, sha256: newest.sha256 });
       say(io, `capsule ${r.capsuleName}: CMK rotated${r.resumed ? ' (finished an interrupted rotation)' : ''}`);
       say(io, `kid ${r.kid}`);
       say(io, `data keys moved ${r.rewrapped} (${r.fromProvider} → ${r.toProvider})`);

@@ -35,7 +35,8 @@ import { CapsuleAuthError, CapsuleConflictError, CmkMismatchError, InvalidArgume
 import { CapsuleStore, DEFAULT_CAPSULE_NAMESPACE, kmsProviderName, sha256Hex, type CapsuleRecord, type PendingRotation } from './capsule-store.ts';
 import { connect, DEFAULT_SERVER_SELECTION_TIMEOUT_MS, mongoError } from './connection.ts';
 import { requireCsfle } from './csfle.ts';
-import { capsuleKeys, DEFAULT_CAPSULE_NAME, DEFAULT_REFRESH_INTERVAL_MS, toUnwrapFn, type CapsuleKeys, type ReplayGuard, type UnwrapFn, type Unwrapper } from './encrypted-client.ts';
+import { capsuleKeys, DEFAULT_CAPSULE_NAME, DEFAULT_REFRESH_INTERVAL_MS, recipientMarkKey, toUnwrapFn, type CapsuleKeys, type ReplayGuard, type UnwrapFn, type Unwrapper } from './encrypted-client.ts';
+import { checkWatermark } from '../keys/capsule-watermarks.ts';
 import { DEFAULT_KEY_VAULT_NAMESPACE, isHmacFailure, keyVaultCollection, verifyDataKeys } from './key-vault.ts';
 
 export type RotationStep = 'prepared' | 'rewrapped' | 'swapped';
@@ -63,7 +64,8 @@ export interface RotateCmkOptions {
   unwrap: Unwrapper;
   /**
    * Replay marks (capsule-watermarks.ts): refuse to rotate from a live capsule older than the newest this machine
-   * opened (a retired generation written back), and raise the mark to it otherwise. Default: no check.
+   * opened (a retired generation written back), and raise the mark to it otherwise; once the rotation is done,
+   * raise it to the new capsule. Default: no check.
    */
   replay?: ReplayGuard;
   keyVaultNamespace?: string;
@@ -224,6 +226,13 @@ export async function rotateCmk(options: RotateCmkOptions): Promise<RotateCmkRes
       keys.wipe();
     }
     const live = await store.load(capsuleName);
+    const own = live.recipients.find((e) => e.header.kid === keys.kid);
+    if (options.replay !== undefined && own !== undefined) {
+      // Raised only now that the rotation is done (an abandoned one keeps the older capsule live): from here on a
+      // write-back of the generation it retired is refused here, even before any client opened the new one.
+      const { store: marks, key } = options.replay;
+      await checkWatermark(marks, recipientMarkKey(key, live.header.kid, own.header.kid), { createdAt: own.header.createdAt.getTime(), sha256: own.sha256 }, `capsule ${capsuleName}`);
+    }
     return {
       capsuleName,
       resumed,
