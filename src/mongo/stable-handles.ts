@@ -161,13 +161,18 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
         if (!real.inTransaction()) state.transaction = undefined;
       }
     };
+    /** The current generation's session, on which a transaction begins now. */
+    const begin = (): ClientSession => {
+      const g = source.current();
+      const real = sessionFor(state, g);
+      state.transaction = g;
+      return real;
+    };
     const proxy: ClientSession = standIn<ClientSession>(Object.getPrototypeOf(first) as object, () => inTransactionSession() ?? sessionFor(state, source.current()), (prop) => {
       switch (prop) {
         case 'startTransaction':
           return (...args: unknown[]) => {
-            const g = source.current();
-            const real = sessionFor(state, g);
-            state.transaction = g;
+            const real = begin();
             return (real.startTransaction as AnyFn).apply(real, args);
           };
         case 'commitTransaction':
@@ -176,9 +181,7 @@ export function stableHandles<G extends { client: MongoClient; encryption: Clien
           return ending('abortTransaction');
         case 'withTransaction':
           return async (fn: (s: ClientSession) => Promise<unknown>, ...rest: unknown[]) => {
-            const g = source.current();
-            const real = sessionFor(state, g);
-            state.transaction = g;
+            const real = begin();
             try {
               // The callback gets this stand-in, so collections it uses map it to the generation they run on.
               return await (real.withTransaction as AnyFn).call(real, () => fn(proxy), ...rest);
