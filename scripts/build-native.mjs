@@ -1,13 +1,12 @@
 #!/usr/bin/env node
 // Builds the native NTRU addon in release mode (or restores it from the cache) and installs native/*.node.
-import { homedir } from 'node:os';
+import { defaultCacheDir } from './lib/cache-dir.mjs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildNativeAddons } from './setup/native.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CACHE_DIR =
-  process.env.MONGO_CAPSULE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
+const CACHE_DIR = defaultCacheDir();
 
 const args = process.argv.slice(2);
 if (args.includes('--help')) {

@@ -10,7 +10,7 @@
 // A step that declares neither is optional, and its skip line says so. `--strict` makes every step required.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { defaultCacheDir } from './lib/cache-dir.mjs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -50,8 +50,7 @@ for (const name of [...only, ...skip]) {
   }
 }
 
-const cacheDir =
-  process.env.MONGO_CAPSULE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
+const cacheDir = defaultCacheDir();
 
 const ctx = {
   root: ROOT,

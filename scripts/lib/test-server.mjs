@@ -17,7 +17,8 @@ import { once } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
+import { defaultCacheDir } from './cache-dir.mjs';
 import { join } from 'node:path';
 import { which } from 'zx';
 import { MongoClient } from 'mongodb';
@@ -42,10 +43,8 @@ const KEYFILE_RANDOM_BYTES = 756;
 
 const NO_CAPABILITIES = Object.freeze({ replicaSet: false, auth: false, keyfile: false, transactions: false, partialIndexes: false });
 
-/** Same default as scripts/setup.mjs, so the harness finds what setup built. */
-export function defaultCacheDir(env = process.env) {
-  return env.MONGO_CAPSULE_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
-}
+/** Where setup caches what it built (cache-dir.mjs), so the harness finds it. */
+export { defaultCacheDir };
 
 export { redactUri };
 

@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { defaultCacheDir } from '../lib/cache-dir.mjs';
 import { delimiter, join } from 'node:path';
 
 /** Optional (see scripts/setup.mjs): without it, what stops working. */
@@ -28,10 +28,8 @@ export const LIBOQS_INTEGRITY = 'sha512-0lIrrGDCTx1G3Og4cLp3COnqMOJ3+J4Q1e9D97BI
 
 const HOW = 'rerun `npm run setup -- --only oracle` where the npm registry is reachable';
 
-/** Same default as scripts/setup.mjs, so the interop test finds what setup installed. */
-export function defaultCacheDir(env = process.env) {
-  return env.MONGO_CAPSULE_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mongo-capsule');
-}
+/** Where setup caches the oracle (cache-dir.mjs), so the interop test and the bench find it. */
+export { defaultCacheDir };
 
 /** Where the oracle's pieces live in the cache; the interop test looks here too. */
 export function oraclePaths(cacheDir, pins = { nodeVersion: NODE_VERSION, liboqsVersion: LIBOQS_VERSION }) {

@@ -11,8 +11,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const root = mkdtempSync(join(tmpdir(), 'mongo-capsule-setup-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-mkdirSync(join(root, 'scripts', 'setup'), { recursive: true });
-copyFileSync(new URL('../../scripts/setup.mjs', import.meta.url), join(root, 'scripts', 'setup.mjs'));
+/** A copy of setup.mjs and the library module it imports under `dir`/scripts, with an empty scripts/setup. */
+function copySetup(dir: string): void {
+  mkdirSync(join(dir, 'scripts', 'setup'), { recursive: true });
+  mkdirSync(join(dir, 'scripts', 'lib'));
+  copyFileSync(new URL('../../scripts/setup.mjs', import.meta.url), join(dir, 'scripts', 'setup.mjs'));
+  copyFileSync(new URL('../../scripts/lib/cache-dir.mjs', import.meta.url), join(dir, 'scripts', 'lib', 'cache-dir.mjs'));
+}
+copySetup(root);
 
 function step(name: string, body: string): void {
   writeFileSync(join(root, 'scripts', 'setup', `${name}.mjs`), body);
@@ -85,10 +91,9 @@ describe('npm run setup: optional and required steps', () => {
     // and a HOME without ~/.cargo (the native step looks there too): what a machine without the toolchains sees.
     const real = mkdtempSync(join(tmpdir(), 'mongo-capsule-setup-real-'));
     try {
-      mkdirSync(join(real, 'scripts', 'setup'), { recursive: true });
+      copySetup(real);
       mkdirSync(join(real, 'bin'));
       mkdirSync(join(real, 'home'));
-      copyFileSync(new URL('../../scripts/setup.mjs', import.meta.url), join(real, 'scripts', 'setup.mjs'));
       for (const name of ['native', 'ferretdb']) {
         copyFileSync(new URL(`../../scripts/setup/${name}.mjs`, import.meta.url), join(real, 'scripts', 'setup', `${name}.mjs`));
       }

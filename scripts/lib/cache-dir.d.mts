@@ -1,0 +1,1 @@
+export function defaultCacheDir(env?: NodeJS.ProcessEnv): string;
